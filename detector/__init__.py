@@ -1,0 +1,3 @@
+"""Counterfeit product detection against brand reference galleries."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,50 @@
+"""Content-addressed store of original uploaded bytes: ``images/ab/abcdef...`` by sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from detector.errors import NotFoundError
+from detector.fsutil import atomic_write_bytes
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class BlobStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        if not _SHA256.match(digest):
+            raise NotFoundError(f"not a sha256 digest: {digest!r}")
+        return self.root / digest[:2] / digest
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` durably (fsynced before return); idempotent."""
+        digest = sha256_hex(data)
+        target = self.path(digest)
+        if not target.exists():
+            atomic_write_bytes(target, data)
+        return digest
+
+    def get(self, digest: str) -> bytes:
+        target = self.path(digest)
+        if not target.is_file():
+            raise NotFoundError(f"original image {digest} is missing from the image store")
+        return target.read_bytes()
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def delete(self, digest: str) -> None:
+        self.path(digest).unlink(missing_ok=True)
+
+    def digests(self) -> set[str]:
+        return {p.name for p in self.root.glob("??/*") if _SHA256.match(p.name)}

@@ -1,0 +1,265 @@
+"""``cfd``: manage brands and references, check listings, evaluate, serve.
+
+User mistakes print ``error: ...`` on stderr and exit 1 (argparse usage errors exit 2); no
+tracebacks. ``training.cli`` extends this parser with the training commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from detector.errors import DetectorError, InvalidInputError
+from detector.evaluation.dataset import IMAGE_SUFFIXES
+
+DEFAULT_DATA_DIR = "./var"
+CHUNK = 32
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def _expand_files(paths: Sequence[str]) -> list[Path]:
+    """Files as given, and image files found under any folder given."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InvalidInputError(f"{raw}: no such file or folder")
+    if not files:
+        raise InvalidInputError("no image files were given")
+    return files
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _runtime(args):
+    from detector.runtime import open_runtime
+
+    return open_runtime(args.data_dir, model_path=getattr(args, "model", None), precision=args.precision,
+                        show_progress=not args.quiet)
+
+
+def _store(args):
+    from detector.gallery import DB_FILE
+    from detector.store import Store
+
+    return Store(Path(args.data_dir) / DB_FILE)
+
+
+# --- brands ---
+
+def cmd_brands_add(args) -> None:
+    store = _store(args)
+    _print_json(store.create_brand(args.brand, args.display_name))
+
+
+def cmd_brands_list(args) -> None:
+    _print_json({"brands": _store(args).list_brands()})
+
+
+def cmd_brands_remove(args) -> None:
+    runtime = _runtime(args)
+    runtime.gallery.delete_brand(args.brand)
+    runtime.gallery.save_index()
+    print(f"removed brand {args.brand}", file=sys.stderr)
+
+
+# --- references ---
+
+def cmd_references_add(args) -> None:
+    from detector.gallery import UploadFile
+    from detector.images import load_image
+
+    files = _expand_files(args.files)
+    runtime = _runtime(args)
+    runtime.gallery.store.require_brand(args.brand)
+    # Validate every file before storing any, so a bad file leaves the gallery unchanged.
+    for path in files:
+        load_image(_read(path), limits=runtime.gallery.limits, name=str(path))
+    added = []
+    from tqdm import tqdm
+
+    with tqdm(total=len(files), desc=f"adding references to {args.brand}", unit="img", disable=args.quiet) as bar:
+        for start in range(0, len(files), CHUNK):
+            chunk = [UploadFile(str(p), _read(p)) for p in files[start : start + CHUNK]]
+            added += runtime.gallery.add_references(args.brand, chunk, product=args.product)
+            bar.update(len(chunk))
+    runtime.gallery.save_index()
+    _print_json({"references": [r.to_dict() for r in added]})
+
+
+def cmd_references_list(args) -> None:
+    refs = _store(args).list_references(args.brand, limit=args.limit, after=args.after)
+    _print_json({"references": [r.to_dict() for r in refs], "next": refs[-1].id if len(refs) == args.limit else None})
+
+
+def cmd_references_remove(args) -> None:
+    runtime = _runtime(args)
+    for ref_id in args.ids:
+        runtime.gallery.delete_reference(args.brand, ref_id)
+    runtime.gallery.save_index()
+    print(f"removed {len(args.ids)} reference(s) from {args.brand}", file=sys.stderr)
+
+
+# --- check, index, evaluate ---
+
+def cmd_check(args) -> None:
+    from detector.gallery import UploadFile
+
+    files = [UploadFile(str(p), _read(p)) for p in _expand_files(args.files)]
+    runtime = _runtime(args)
+    _print_json(runtime.detector.check(files, brand=args.brand, listing_id=args.listing_id))
+
+
+def cmd_index_rebuild(args) -> None:
+    runtime = _runtime(args)
+    count = runtime.gallery.rebuild_index()
+    print(f"index rebuilt with {count} references", file=sys.stderr)
+
+
+def cmd_evaluate(args) -> None:
+    from detector.evaluation.run import evaluate
+    from detector.model_folder import load_model
+
+    report = evaluate(args.data, load_model(args.model), out_dir=args.out, precision=args.precision,
+                      show_progress=not args.quiet)
+    _print_json({"overall": report["overall"], "per_kind": {k: v["roc_auc"] for k, v in report["per_kind"].items()},
+                 "report_dir": args.out})
+
+
+# --- keys ---
+
+def cmd_keys_create(args) -> None:
+    from detector.keys import create_key
+
+    key, record = create_key(_store(args), role=args.role, brand=args.brand)
+    print(f"created {record.role} key {record.id}" + (f" for brand {record.brand}" if record.brand else ""), file=sys.stderr)
+    print(key)
+
+
+def cmd_keys_list(args) -> None:
+    _print_json({"keys": [
+        {"id": k.id, "role": k.role, "brand": k.brand, "created_at": k.created_at, "revoked_at": k.revoked_at}
+        for k in _store(args).list_api_keys()
+    ]})
+
+
+def cmd_keys_revoke(args) -> None:
+    _store(args).revoke_api_key(args.id)
+    print(f"revoked key {args.id}", file=sys.stderr)
+
+
+def cmd_serve(args) -> None:
+    from detector.service.server import serve
+
+    serve(args)
+
+
+# --- parser ---
+
+def _common(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="runtime state folder (default: ./var)")
+    if model:
+        parser.add_argument("--model", default=None, help="model folder (default: the built-in zero-shot model)")
+        parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                            help="inference precision on CPU (default: fp32)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _sub(parent, name: str, func: Callable, help: str, *, model: bool = True) -> argparse.ArgumentParser:
+    parser = parent.add_parser(name, help=help, description=help)
+    _common(parser, model=model)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cfd", description="Counterfeit product detector")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    brands = commands.add_parser("brands", help="manage brands").add_subparsers(dest="action", required=True)
+    p = _sub(brands, "add", cmd_brands_add, "create a brand", model=False)
+    p.add_argument("brand")
+    p.add_argument("--display-name", default=None)
+    _sub(brands, "list", cmd_brands_list, "list brands", model=False)
+    p = _sub(brands, "remove", cmd_brands_remove, "delete a brand and its references")
+    p.add_argument("brand")
+
+    refs = commands.add_parser("references", help="manage reference photos").add_subparsers(dest="action", required=True)
+    p = _sub(refs, "add", cmd_references_add, "add authentic reference photos (files or folders)")
+    p.add_argument("brand")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--product", default=None)
+    p = _sub(refs, "list", cmd_references_list, "list a brand's references", model=False)
+    p.add_argument("brand")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--after", type=int, default=None, help="cursor: list ids after this one")
+    p = _sub(refs, "remove", cmd_references_remove, "delete references by id")
+    p.add_argument("brand")
+    p.add_argument("ids", nargs="+", type=int)
+
+    p = _sub(commands, "check", cmd_check, "check a listing's photos; prints CheckResult JSON")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--brand", default=None, help="the brand the listing claims (default: the predicted brand)")
+    p.add_argument("--listing-id", default=None)
+
+    index = commands.add_parser("index", help="the FAISS index").add_subparsers(dest="action", required=True)
+    _sub(index, "rebuild", cmd_index_rebuild, "rebuild the index from the database")
+
+    p = _sub(commands, "evaluate", cmd_evaluate, "measure detection quality on a dataset folder")
+    p.add_argument("--data", required=True, help="dataset in the <brand>/references|genuine|counterfeit layout")
+    p.add_argument("--out", default=None, help="report folder (report.json, report.md, PNG plots)")
+
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
+    p = _sub(keys, "create", cmd_keys_create, "create a key; prints it as the only stdout line", model=False)
+    p.add_argument("--role", required=True, choices=("admin", "brand", "pipeline"))
+    p.add_argument("--brand", default=None)
+    _sub(keys, "list", cmd_keys_list, "list keys (never the secrets)", model=False)
+    p = _sub(keys, "revoke", cmd_keys_revoke, "revoke a key by id", model=False)
+    p.add_argument("id")
+
+    p = _sub(commands, "serve", cmd_serve, "run the HTTP service")
+    from detector.service.settings import add_serve_arguments
+
+    add_serve_arguments(p)
+    return parser
+
+
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if hasattr(args, "limit") and args.limit is not None and not 1 <= args.limit <= 1000:
+        parser.error("--limit must be between 1 and 1000")
+    try:
+        args.func(args)
+    except DetectorError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

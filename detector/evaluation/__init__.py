@@ -1,0 +1,1 @@
+"""Detection-quality measurement on datasets in the evaluation layout."""

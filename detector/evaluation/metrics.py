@@ -1,0 +1,95 @@
+"""Ranking metrics for binary scores (1 = counterfeit), in plain numpy. Ties count half."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _validate(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if labels.shape != scores.shape or labels.ndim != 1:
+        raise ValueError("labels and scores must be 1-D arrays of the same length")
+    return labels, scores
+
+
+def roc_auc(labels, scores) -> float | None:
+    """Probability that a random positive outscores a random negative (Mann-Whitney U)."""
+    labels, scores = _validate(labels, scores)
+    n_pos, n_neg = int(labels.sum()), int((1 - labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    # average ranks over ties
+    i = 0
+    while i < len(scores):
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    u = ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds), starting at (0, 0); one point per distinct score."""
+    labels, scores = _validate(labels, scores)
+    order = np.argsort(-scores, kind="mergesort")
+    scores, labels = scores[order], labels[order]
+    distinct = np.where(np.diff(scores))[0]
+    cut = np.r_[distinct, len(scores) - 1]
+    tps = np.cumsum(labels)[cut]
+    fps = (cut + 1) - tps
+    n_pos, n_neg = max(int(labels.sum()), 1), max(int((1 - labels).sum()), 1)
+    fpr = np.r_[0.0, fps / n_neg]
+    tpr = np.r_[0.0, tps / n_pos]
+    return fpr, tpr, np.r_[np.inf, scores[cut]]
+
+
+def average_precision(labels, scores) -> float | None:
+    """Area under the precision-recall curve as a step sum over distinct thresholds."""
+    labels, scores = _validate(labels, scores)
+    n_pos = int(labels.sum())
+    if n_pos == 0:
+        return None
+    order = np.argsort(-scores, kind="mergesort")
+    scores, labels = scores[order], labels[order]
+    cut = np.r_[np.where(np.diff(scores))[0], len(scores) - 1]
+    tps = np.cumsum(labels)[cut]
+    precision = tps / (cut + 1)
+    recall = tps / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def tpr_at_fpr(labels, scores, target_fpr: float) -> float | None:
+    """Highest TPR reachable at a threshold whose FPR does not exceed ``target_fpr``."""
+    labels, _ = _validate(labels, scores)
+    if labels.sum() == 0 or (1 - labels).sum() == 0:
+        return None
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return float(tpr[fpr <= target_fpr + 1e-12].max())
+
+
+def threshold_at_fpr(labels, scores, target_fpr: float) -> float:
+    """Lowest score threshold (score >= t flags) whose FPR on negatives is at most ``target_fpr``."""
+    labels, scores = _validate(labels, scores)
+    negatives = np.sort(scores[labels == 0])[::-1]
+    if len(negatives) == 0:
+        return float(scores.min()) if len(scores) else 0.5
+    allowed = int(np.floor(target_fpr * len(negatives)))
+    # flagging scores strictly above the (allowed+1)-th highest negative keeps FPR <= target
+    if allowed >= len(negatives):
+        return float(negatives[-1])
+    return float(np.nextafter(negatives[allowed], np.inf))
+
+
+def confusion(labels, verdicts: list[str]) -> dict[str, dict[str, int]]:
+    labels = np.asarray(labels, dtype=np.int64)
+    table: dict[str, dict[str, int]] = {"genuine": {}, "counterfeit": {}}
+    for label, verdict in zip(labels.tolist(), verdicts):
+        row = table["counterfeit" if label else "genuine"]
+        row[verdict] = row.get(verdict, 0) + 1
+    return table

@@ -1,0 +1,173 @@
+"""``cfd evaluate``: build a gallery from every brand's references, score every genuine and
+counterfeit photo against its claimed brand, and report detection quality."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from detector.embedder import Embedder
+from detector.evaluation.dataset import Dataset, Sample, load_dataset
+from detector.evaluation.metrics import average_precision, confusion, roc_auc, tpr_at_fpr
+from detector.evaluation.report import write_markdown, write_plots
+from detector.images import load_image
+from detector.index import GalleryIndex
+from detector.model_folder import LoadedModel
+from detector.scoring import gather_evidence, verdict_for
+
+
+class EmbeddingCache:
+    """Embeds each distinct file once (grocery-store reuses photos across products)."""
+
+    def __init__(self, embedder: Embedder, *, show_progress: bool):
+        self.embedder = embedder
+        self.show_progress = show_progress
+        self._by_digest: dict[str, tuple[np.ndarray, float | None]] = {}
+        self._digest_of: dict[Path, str] = {}
+
+    def embed_paths(self, paths: list[Path], *, desc: str) -> None:
+        pending: dict[str, Path] = {}
+        for path in paths:
+            if path in self._digest_of:
+                continue
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            self._digest_of[path] = digest
+            if digest not in self._by_digest:
+                pending[digest] = path
+        items = list(pending.items())
+        batch = self.embedder.batch_size
+        with tqdm(total=len(items), desc=desc, unit="img", disable=not self.show_progress) as bar:
+            for start in range(0, len(items), batch):
+                chunk = items[start : start + batch]
+                images = [load_image(p.read_bytes(), name=str(p)) for _, p in chunk]
+                embeddings, logits = self.embedder.embed(images)
+                for i, (digest, _) in enumerate(chunk):
+                    self._by_digest[digest] = (embeddings[i], None if logits is None else float(logits[i]))
+                bar.update(len(chunk))
+
+    def matrix(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray | None]:
+        rows = [self._by_digest[self._digest_of[p]] for p in paths]
+        embeddings = np.stack([r[0] for r in rows]) if rows else np.zeros((0, self.embedder.embedding_dim), np.float32)
+        logits = None if not rows or rows[0][1] is None else np.array([r[1] for r in rows], np.float32)
+        return embeddings, logits
+
+
+def build_index(dataset: Dataset, cache: EmbeddingCache) -> GalleryIndex:
+    index = GalleryIndex(cache.embedder.embedding_dim)
+    next_id = 1
+    for brand in dataset.brands:
+        embeddings, _ = cache.matrix(dataset.references[brand])
+        unique = {emb.tobytes(): emb for emb in embeddings}  # identical bytes are one reference
+        ids = np.arange(next_id, next_id + len(unique), dtype=np.int64)
+        index.add(ids, [brand] * len(unique), np.stack(list(unique.values())))
+        next_id += len(unique)
+    return index
+
+
+def score_samples(dataset: Dataset, model: LoadedModel, cache: EmbeddingCache, index: GalleryIndex) -> list[dict[str, Any]]:
+    calibration = model.calibration
+    by_brand: dict[str, list[Sample]] = defaultdict(list)
+    for sample in dataset.samples:
+        by_brand[sample.brand].append(sample)
+    rows = []
+    for brand in sorted(by_brand):
+        samples = by_brand[brand]
+        embeddings, logits = cache.matrix([s.path for s in samples])
+        for sample, evidence in zip(samples, gather_evidence(index, embeddings, logits, brand, calibration)):
+            rows.append({
+                "brand": sample.brand,
+                "path": sample.path.relative_to(dataset.root).as_posix(),
+                "label": sample.label,
+                "kind": sample.kind,
+                "severity": sample.severity,
+                "split": sample.split,
+                "score": evidence.counterfeit_score,
+                "verdict": verdict_for(evidence.counterfeit_score, calibration),
+                "predicted_brand": evidence.predicted_brand,
+                **evidence.signals,
+            })
+    return rows
+
+
+def summarise(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    return {
+        "n": int(len(labels)),
+        "n_counterfeit": int(labels.sum()),
+        "n_genuine": int((1 - labels).sum()),
+        "roc_auc": roc_auc(labels, scores),
+        "average_precision": average_precision(labels, scores),
+        "tpr_at_1pct_fpr": tpr_at_fpr(labels, scores, 0.01),
+        "tpr_at_5pct_fpr": tpr_at_fpr(labels, scores, 0.05),
+    }
+
+
+def _grouped(rows: list[dict], key: str, *, genuine_shared: bool) -> dict[str, dict[str, Any]]:
+    """Metrics per group. For kinds and severities the genuine photos are shared negatives."""
+    genuine = [r for r in rows if r["label"] == 0]
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r[key] and (r["label"] == 1 or not genuine_shared):
+            groups[str(r[key])].append(r)
+    out = {}
+    for name, members in sorted(groups.items()):
+        subset = members + genuine if genuine_shared else members
+        labels = np.array([r["label"] for r in subset])
+        scores = np.array([r["score"] for r in subset])
+        out[name] = summarise(labels, scores)
+    return out
+
+
+def build_report(rows: list[dict], model: LoadedModel, dataset: Dataset) -> dict[str, Any]:
+    labels = np.array([r["label"] for r in rows], dtype=np.int64)
+    scores = np.array([r["score"] for r in rows], dtype=np.float64)
+    counterfeit_kinds = [r for r in rows if r["label"] == 1]
+    report = {
+        "dataset": str(dataset.root),
+        "model": {"name": model.name, "version": model.version, "path": str(model.path)},
+        "brands": len(dataset.brands),
+        "references": sum(len(v) for v in dataset.references.values()),
+        "thresholds": {
+            "suspicious": model.calibration.suspicious_threshold,
+            "counterfeit": model.calibration.counterfeit_threshold,
+        },
+        "overall": summarise(labels, scores),
+        "per_kind": _grouped(counterfeit_kinds + [r for r in rows if r["label"] == 0], "kind", genuine_shared=True),
+        "per_severity": _grouped(rows, "severity", genuine_shared=True),
+        "per_brand": _grouped(rows, "brand", genuine_shared=False),
+        "per_split": _grouped(rows, "split", genuine_shared=False),
+        "confusion": confusion(labels, [r["verdict"] for r in rows]),
+    }
+    return report
+
+
+def evaluate(data: str | Path, model: LoadedModel, *, out_dir: str | Path | None = None,
+             precision: str = "fp32", show_progress: bool = True) -> dict[str, Any]:
+    dataset = load_dataset(data)
+    cache = EmbeddingCache(model.embedder(precision=precision), show_progress=show_progress)
+    cache.embed_paths([p for refs in dataset.references.values() for p in refs], desc="embedding references")
+    cache.embed_paths([s.path for s in dataset.samples], desc="embedding listings")
+    index = build_index(dataset, cache)
+    rows = score_samples(dataset, model, cache, index)
+    report = build_report(rows, model, dataset)
+    if out_dir is not None:
+        write_report(Path(out_dir), report, rows)
+    return report
+
+
+def write_report(out: Path, report: dict[str, Any], rows: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    fields = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("brand", "path", "label", "kind"), k))
+    with open(out / "samples.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    write_plots(out, rows, report)
+    write_markdown(out / "report.md", report)

@@ -1,0 +1,88 @@
+"""Decode untrusted image bytes into a clean RGB picture, or raise a typed error.
+
+Handles EXIF orientation, palette/alpha/CMYK/16-bit/greyscale modes, animated images (first
+frame) and enforces byte and decoded-pixel limits before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from detector.errors import ImageTooLargeError, InvalidImageError
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+def load_image(data: bytes, *, limits: ImageLimits = ImageLimits(), name: str = "image") -> Image.Image:
+    """Decode ``data`` into an 8-bit RGB image, upright as the camera saw it."""
+    if len(data) == 0:
+        raise InvalidImageError(f"{name}: the file is empty")
+    if len(data) > limits.max_bytes:
+        raise ImageTooLargeError(
+            f"{name}: {len(data)} bytes exceeds the limit of {limits.max_bytes} bytes"
+        )
+    with warnings.catch_warnings():
+        # Pillow only warns below twice its own bomb limit; we decide with our own limit.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+            fmt = image.format
+            width, height = image.size
+            if fmt not in ALLOWED_FORMATS:
+                raise InvalidImageError(f"{name}: unsupported image format {fmt}")
+            if width <= 0 or height <= 0:
+                raise InvalidImageError(f"{name}: image has no pixels")
+            if width * height > limits.max_pixels:
+                raise ImageTooLargeError(
+                    f"{name}: {width}x{height} = {width * height} pixels exceeds the limit "
+                    f"of {limits.max_pixels} decoded pixels"
+                )
+            image.seek(0)  # animated images: first frame only
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return to_rgb(image)
+        except (ImageTooLargeError, InvalidImageError):
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageTooLargeError(f"{name}: decompression bomb rejected ({exc})") from None
+        except UnidentifiedImageError:
+            raise InvalidImageError(f"{name}: not a recognised image file") from None
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
+            raise InvalidImageError(f"{name}: corrupt or truncated image ({exc})") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparent areas become white (studio background)."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
+        array = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(array, mode="L").convert("RGB")
+    if mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if array.max() <= 1.0 else 1.0
+        return Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "P" or mode == "PA":
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "RGB":
+        return image
+    return image.convert("RGB")

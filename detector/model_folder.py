@@ -1,0 +1,256 @@
+"""Model folders: ``config.json``, ``model.safetensors``, ``calibration.json``, ``metrics.json``,
+``MODEL_CARD.md``. No pickles. Every missing or mismatched file is an error that names it.
+
+A config whose ``weights`` is ``"pretrained-backbone"`` needs no ``model.safetensors``: the
+zero-shot model is the registry's pretrained backbone as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+from detector.backbones import build_backbone, get_backbone_spec
+from detector.embedder import Embedder, EmbeddingNet
+from detector.errors import DetectorError, ModelFolderError
+from detector.fsutil import atomic_write_bytes
+from detector.transforms import EvalTransform
+
+FORMAT_VERSION = 1
+PRETRAINED_BACKBONE = "pretrained-backbone"
+WEIGHTS_FILE = "model.safetensors"
+REQUIRED_FILES = ("config.json", "calibration.json", "metrics.json", "MODEL_CARD.md")
+DEFAULT_MODEL_NAME = "zero-shot-efficientnet-lite0"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    version: str
+    backbone: str
+    input_size: int
+    crop_pct: float
+    interpolation: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    feature_dim: int
+    embedding_dim: int | None  # None: no projection, embeddings are the pooled features
+    head: bool
+    weights: str  # PRETRAINED_BACKBONE or WEIGHTS_FILE
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str) -> "ModelConfig":
+        try:
+            config = cls(
+                name=str(data["name"]),
+                version=str(data["version"]),
+                backbone=str(data["backbone"]),
+                input_size=int(data["input_size"]),
+                crop_pct=float(data["crop_pct"]),
+                interpolation=str(data["interpolation"]),
+                mean=tuple(float(v) for v in data["mean"]),
+                std=tuple(float(v) for v in data["std"]),
+                feature_dim=int(data["feature_dim"]),
+                embedding_dim=None if data.get("embedding_dim") is None else int(data["embedding_dim"]),
+                head=bool(data["head"]),
+                weights=str(data["weights"]),
+                format_version=int(data.get("format_version", FORMAT_VERSION)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFolderError(f"{source}: invalid or missing field ({exc!r})") from None
+        if config.format_version != FORMAT_VERSION:
+            raise ModelFolderError(f"{source}: format_version {config.format_version} is not supported")
+        if config.weights not in (PRETRAINED_BACKBONE, WEIGHTS_FILE):
+            raise ModelFolderError(f"{source}: weights must be {PRETRAINED_BACKBONE!r} or {WEIGHTS_FILE!r}")
+        if len(config.mean) != 3 or len(config.std) != 3:
+            raise ModelFolderError(f"{source}: mean and std need three values")
+        return config
+
+    @property
+    def output_dim(self) -> int:
+        return self.embedding_dim or self.feature_dim
+
+    def transform(self) -> EvalTransform:
+        return EvalTransform(self.input_size, self.crop_pct, self.interpolation, self.mean, self.std)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Logistic fusion of per-photo signals into a counterfeit probability, plus thresholds."""
+
+    features: tuple[str, ...]
+    weights: tuple[float, ...]
+    bias: float
+    suspicious_threshold: float
+    counterfeit_threshold: float
+    top_k: int = 3
+    aggregation: str = "max"
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str) -> "Calibration":
+        try:
+            thresholds = data["thresholds"]
+            calibration = cls(
+                features=tuple(str(f) for f in data["features"]),
+                weights=tuple(float(w) for w in data["weights"]),
+                bias=float(data["bias"]),
+                suspicious_threshold=float(thresholds["suspicious"]),
+                counterfeit_threshold=float(thresholds["counterfeit"]),
+                top_k=int(data.get("top_k", 3)),
+                aggregation=str(data.get("aggregation", "max")),
+                notes=str(data.get("notes", "")),
+                extra=dict(data.get("extra", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFolderError(f"{source}: invalid or missing field ({exc!r})") from None
+        if len(calibration.features) != len(calibration.weights):
+            raise ModelFolderError(f"{source}: {len(calibration.features)} features but {len(calibration.weights)} weights")
+        if not 0.0 <= calibration.suspicious_threshold <= calibration.counterfeit_threshold <= 1.0:
+            raise ModelFolderError(f"{source}: thresholds must satisfy 0 <= suspicious <= counterfeit <= 1")
+        if calibration.aggregation not in ("max", "mean"):
+            raise ModelFolderError(f"{source}: aggregation must be 'max' or 'mean'")
+        if calibration.top_k < 1:
+            raise ModelFolderError(f"{source}: top_k must be at least 1")
+        return calibration
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["thresholds"] = {
+            "suspicious": data.pop("suspicious_threshold"),
+            "counterfeit": data.pop("counterfeit_threshold"),
+        }
+        return data
+
+
+@dataclass
+class LoadedModel:
+    path: Path
+    config: ModelConfig
+    calibration: Calibration
+    metrics: dict[str, Any]
+    net: EmbeddingNet
+    fingerprint: str
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def version(self) -> str:
+        return self.config.version
+
+    def embedder(self, *, batch_size: int = 32, precision: str = "fp32") -> Embedder:
+        return Embedder(self.net, self.config.transform(), batch_size=batch_size, precision=precision)
+
+
+def default_model_path() -> Path:
+    """The zero-shot model shipped inside the package."""
+    return Path(str(resources.files("detector") / "builtin_models" / DEFAULT_MODEL_NAME))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelFolderError(f"model folder {path.parent}: missing {path.name}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFolderError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelFolderError(f"{path}: expected a JSON object")
+    return data
+
+
+def load_model(path: str | Path | None = None) -> LoadedModel:
+    """Load a model folder (default: the built-in zero-shot model)."""
+    folder = Path(path) if path is not None else default_model_path()
+    if not folder.is_dir():
+        raise ModelFolderError(f"model folder {folder} does not exist")
+    for name in REQUIRED_FILES:
+        if not (folder / name).is_file():
+            raise ModelFolderError(f"model folder {folder}: missing {name}")
+    config = ModelConfig.from_dict(_read_json(folder / "config.json"), source=str(folder / "config.json"))
+    calibration = Calibration.from_dict(_read_json(folder / "calibration.json"), source=str(folder / "calibration.json"))
+    metrics = _read_json(folder / "metrics.json")
+    spec = get_backbone_spec(config.backbone)
+    if spec.feature_dim != config.feature_dim:
+        raise ModelFolderError(
+            f"{folder / 'config.json'}: feature_dim {config.feature_dim} does not match backbone "
+            f"{config.backbone} ({spec.feature_dim})"
+        )
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    if config.weights == PRETRAINED_BACKBONE:
+        if config.embedding_dim is not None or config.head:
+            raise ModelFolderError(f"{folder / 'config.json'}: a projection or head needs {WEIGHTS_FILE}")
+        net = build_net(config, pretrained=True)
+        digest.update((spec.weights.sha256 or spec.weights.source).encode())
+    else:
+        weights = folder / WEIGHTS_FILE
+        if not weights.is_file():
+            raise ModelFolderError(f"model folder {folder}: missing {WEIGHTS_FILE}")
+        net = build_net(config, pretrained=False)
+        _load_safetensors(net, weights)
+        digest.update(hashlib.sha256(weights.read_bytes()).digest())
+    net.eval()
+    return LoadedModel(folder, config, calibration, metrics, net, digest.hexdigest()[:16])
+
+
+def build_net(config: ModelConfig, *, pretrained: bool) -> EmbeddingNet:
+    backbone = build_backbone(config.backbone, pretrained=pretrained)
+    return EmbeddingNet(backbone, feature_dim=config.feature_dim, embedding_dim=config.embedding_dim, head=config.head)
+
+
+def _load_safetensors(net: EmbeddingNet, path: Path) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFolderError(f"{path}: cannot read safetensors ({exc})") from None
+    expected = net.trainable_state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ModelFolderError(
+            f"{path}: tensors do not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise ModelFolderError(f"{path}: tensor {key} has shape {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}")
+    net.load_state_dict(state, strict=False)
+
+
+def save_model_folder(
+    folder: str | Path,
+    *,
+    config: ModelConfig,
+    calibration: Calibration,
+    metrics: dict[str, Any],
+    model_card: str,
+    net: EmbeddingNet | None = None,
+) -> Path:
+    """Write a complete model folder; every file is written atomically."""
+    from safetensors.torch import save
+
+    folder = Path(folder)
+    if config.weights == WEIGHTS_FILE:
+        if net is None:
+            raise DetectorError(f"config asks for {WEIGHTS_FILE} but no network was given")
+        state = {k: v.detach().contiguous().cpu() for k, v in net.trainable_state_dict().items()}
+        atomic_write_bytes(folder / WEIGHTS_FILE, save(state))
+    config_dict = asdict(config)
+    atomic_write_bytes(folder / "config.json", (json.dumps(config_dict, indent=2) + "\n").encode())
+    atomic_write_bytes(folder / "calibration.json", (json.dumps(calibration.to_dict(), indent=2) + "\n").encode())
+    atomic_write_bytes(folder / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    atomic_write_bytes(folder / "MODEL_CARD.md", model_card.encode())
+    return folder
+
+

@@ -1,0 +1,31 @@
+"""Open a data directory with a model: the pieces ``cfd`` commands and the service share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from detector.gallery import Gallery
+from detector.images import ImageLimits
+from detector.model_folder import LoadedModel, load_model
+from detector.pipeline import MAX_FILES_PER_CHECK, Detector
+
+
+@dataclass
+class Runtime:
+    model: LoadedModel
+    gallery: Gallery
+    detector: Detector
+
+    def close(self) -> None:
+        self.gallery.close()
+
+
+def open_runtime(data_dir: str | Path, *, model_path: str | Path | None = None, precision: str = "fp32",
+                 batch_size: int = 32, limits: ImageLimits = ImageLimits(), max_files: int = MAX_FILES_PER_CHECK,
+                 show_progress: bool = True) -> Runtime:
+    model = load_model(model_path)
+    embedder = model.embedder(batch_size=batch_size, precision=precision)
+    gallery = Gallery(data_dir, embedder=embedder, model_fingerprint=model.fingerprint, limits=limits)
+    gallery.open(show_progress=show_progress)
+    return Runtime(model, gallery, Detector(model, gallery, limits=limits, max_files=max_files))

@@ -1,0 +1,1 @@
+"""FastAPI service implementing HTTP API v1."""

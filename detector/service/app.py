@@ -1,0 +1,107 @@
+"""``create_app(settings)``: the FastAPI application of API v1.
+
+The model and index load in a background thread after the server starts, so ``/healthz``
+answers at once and ``/readyz`` says 503 until the gallery is reconciled (which may mean
+re-embedding every reference after a model change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from detector import __version__
+from detector.gallery import DB_FILE
+from detector.runtime import open_runtime
+from detector.service.batching import MicroBatcher
+from detector.service.errors import install_error_handlers
+from detector.service.metrics import ServiceMetrics
+from detector.service.routes import brands, check, health, references
+from detector.service.settings import Settings
+from detector.service.uploads import BodySizeLimit
+from detector.store import Store
+
+log = logging.getLogger("detector.service")
+access_log = logging.getLogger("detector.access")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loader = asyncio.create_task(_load(app))
+        try:
+            yield
+        finally:
+            loader.cancel()
+            if app.state.batcher is not None:
+                await app.state.batcher.stop()
+            if app.state.runtime is not None:
+                await asyncio.to_thread(app.state.runtime.gallery.save_index)
+                app.state.runtime.close()
+            app.state.store.close()
+
+    app = FastAPI(
+        title="Counterfeit detector API", version=__version__, lifespan=lifespan,
+        description="Check marketplace listing photos against brands' authentic reference galleries. "
+                    "Every /v1 request needs `Authorization: Bearer <api-key>` (create one with `cfd keys create`).",
+    )
+    app.state.settings = settings
+    app.state.store = Store(settings.data_dir / DB_FILE)
+    app.state.runtime = None
+    app.state.batcher = None
+    app.state.startup_error = None
+    app.state.metrics = ServiceMetrics(
+        gallery_size=lambda: len(app.state.runtime.gallery.index) if app.state.runtime else 0,
+        queue_depth=lambda: app.state.batcher.queued_images if app.state.batcher else 0,
+    )
+    install_error_handlers(app)
+    for module in (health, brands, references, check):
+        app.include_router(module.router)
+    app.middleware("http")(_observe)
+    app.add_middleware(BodySizeLimit, max_bytes=max(settings.max_request_bytes, settings.max_json_bytes))
+    return app
+
+
+async def _load(app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    try:
+        runtime = await asyncio.to_thread(
+            open_runtime, settings.data_dir, model_path=settings.model, precision=settings.precision,
+            limits=settings.limits, max_files=settings.max_files, show_progress=False,
+        )
+    except Exception as exc:  # the service stays up, not ready, and says why
+        log.exception("startup failed")
+        app.state.startup_error = str(exc)
+        return
+    batcher = MicroBatcher(runtime.detector.embedder.embed_tensor, max_batch=settings.max_batch,
+                           max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
+                           enabled=settings.micro_batching, on_batch=app.state.metrics.batch_size.observe)
+    await batcher.start()
+    app.state.batcher = batcher
+    app.state.runtime = runtime
+    log.info("ready: model %s %s, %d references", runtime.model.name, runtime.model.version, len(runtime.gallery.index))
+
+
+async def _observe(request: Request, call_next):
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+    request.state.request_id = request_id
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        response.headers["X-Request-ID"] = request_id
+        return response
+    finally:
+        elapsed = time.perf_counter() - start
+        route = request.scope.get("route")
+        route_path = getattr(route, "path", "unmatched")
+        request.app.state.metrics.observe(route_path, request.method, status, elapsed)
+        access_log.info(json.dumps({"request_id": request_id, "method": request.method, "path": request.url.path,
+                                    "route": route_path, "status": status, "duration_ms": round(elapsed * 1000, 1)}))

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from detector.service.auth import AnyKey, require_brand_access
+from detector.service.deps import RuntimeDep, SettingsDep
+from detector.service.schemas import ErrorBody, ReferenceList, ReferencesCreated
+from detector.service.uploads import read_photo_form
+from detector.store import validate_brand_slug
+
+router = APIRouter(prefix="/v1/brands/{brand}/references", tags=["references"])
+ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody}}
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files"],
+    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                   "product": {"type": "string", "description": "optional product name"}}}}}}}
+
+
+def _brand_for(principal, runtime, brand: str, *, write: bool) -> str:
+    validate_brand_slug(brand)
+    require_brand_access(principal, brand, write=write)
+    runtime.gallery.store.require_brand(brand)
+    return brand
+
+
+@router.post("", status_code=201, response_model=ReferencesCreated, openapi_extra=UPLOAD_BODY,
+             responses={**ERRORS, 400: {"model": ErrorBody}, 413: {"model": ErrorBody}, 415: {"model": ErrorBody}})
+async def add_references(brand: str, request: Request, principal: AnyKey, runtime: RuntimeDep, settings: SettingsDep) -> dict:
+    """Upload authentic reference photos (admin, or the brand's own key). Atomic: one bad file stores nothing."""
+    _brand_for(principal, runtime, brand, write=True)
+    files, fields = await read_photo_form(request, max_files=runtime.gallery.max_files,
+                                          max_file_bytes=settings.max_file_bytes, fields=("product",))
+    refs = await run_in_threadpool(runtime.gallery.add_references, brand, files, product=fields.get("product"))
+    return {"references": [r.to_dict() for r in refs]}
+
+
+@router.get("", response_model=ReferenceList, responses=ERRORS)
+def list_references(brand: str, principal: AnyKey, runtime: RuntimeDep,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                    after: Annotated[int | None, Query(ge=0, description="cursor from a previous page's 'next'")] = None) -> dict:
+    _brand_for(principal, runtime, brand, write=False)
+    refs = runtime.gallery.store.list_references(brand, limit=limit + 1, after=after)
+    page = refs[:limit]
+    return {"references": [r.to_dict() for r in page], "next": page[-1].id if len(refs) > limit else None}
+
+
+def _media_type(data: bytes) -> str:
+    signatures = [(b"\xff\xd8", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"),
+                  (b"BM", "image/bmp"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff")]
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((mime for magic, mime in signatures if data.startswith(magic)), "application/octet-stream")
+
+
+@router.get("/{ref_id}/image", response_class=Response, responses={**ERRORS, 200: {"content": {"image/*": {}}}})
+def reference_image(brand: str, ref_id: int, principal: AnyKey, runtime: RuntimeDep) -> Response:
+    """The original bytes as uploaded."""
+    _brand_for(principal, runtime, brand, write=False)
+    reference, data = runtime.gallery.reference_image(brand, ref_id)
+    return Response(data, media_type=_media_type(data), headers={"ETag": f'"{reference.sha256}"'})
+
+
+@router.delete("/{ref_id}", status_code=204, responses=ERRORS)
+async def delete_reference(brand: str, ref_id: int, principal: AnyKey, runtime: RuntimeDep) -> Response:
+    _brand_for(principal, runtime, brand, write=True)
+    await run_in_threadpool(runtime.gallery.delete_reference, brand, ref_id)
+    return Response(status_code=204)

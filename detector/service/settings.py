@@ -1,0 +1,80 @@
+"""Service settings: one object, filled from ``cfd serve`` flags (or constructed in tests)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from detector.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageLimits
+from detector.pipeline import MAX_FILES_PER_CHECK
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("./var")
+    model: str | None = None
+    precision: str = "fp32"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_file_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_files: int = MAX_FILES_PER_CHECK
+    max_batch_listings: int = 64
+    max_batch: int = 32  # images per forward pass
+    max_wait_ms: float = 5.0
+    max_queue: int = 256  # images waiting for the model before 503 overloaded
+    micro_batching: bool = True
+    dev_no_auth: bool = False
+    init_admin_key: Path | None = None
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(max_bytes=self.max_file_bytes, max_pixels=self.max_pixels)
+
+    @property
+    def max_request_bytes(self) -> int:
+        # every file at its limit plus room for form fields and multipart framing
+        return self.max_files * self.max_file_bytes + 1024 * 1024
+
+    @property
+    def max_json_bytes(self) -> int:
+        # base64 inflates by 4/3; a batch carries up to max_batch_listings listings
+        return min(self.max_batch_listings * self.max_files * self.max_file_bytes * 4 // 3, 256 * 1024 * 1024)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    d = Settings()
+    parser.add_argument("--host", default=d.host)
+    parser.add_argument("--port", type=int, default=d.port)
+    parser.add_argument("--max-file-bytes", type=int, default=d.max_file_bytes)
+    parser.add_argument("--max-pixels", type=int, default=d.max_pixels)
+    parser.add_argument("--max-files", type=int, default=d.max_files, help="photos per check")
+    parser.add_argument("--max-batch", type=int, default=d.max_batch, help="images per model forward pass")
+    parser.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="how long a batch waits to fill")
+    parser.add_argument("--max-queue", type=int, default=d.max_queue, help="queued images before 503 overloaded")
+    parser.add_argument("--no-micro-batching", dest="micro_batching", action="store_false",
+                        help="run each check's forward pass on its own")
+    parser.add_argument("--insecure-dev-no-auth", dest="dev_no_auth", action="store_true",
+                        help="development only: accept requests without a key (loopback hosts only)")
+    parser.add_argument("--init-admin-key", type=Path, default=None, metavar="FILE",
+                        help="if no key exists yet, create an admin key and write it to FILE (mode 0600)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    return Settings(
+        data_dir=Path(args.data_dir), model=args.model, precision=args.precision, host=args.host, port=args.port,
+        max_file_bytes=args.max_file_bytes, max_pixels=args.max_pixels, max_files=args.max_files,
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+        micro_batching=args.micro_batching, dev_no_auth=args.dev_no_auth, init_admin_key=args.init_admin_key,
+    )

@@ -1,0 +1,102 @@
+"""Reading request bodies under limits: multipart photo uploads and the request-size guard."""
+
+from __future__ import annotations
+
+from starlette.datastructures import UploadFile as StarletteUploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from detector.errors import ImageTooLargeError, InvalidInputError, UnsupportedMediaTypeError
+from detector.gallery import UploadFile
+from detector.service.errors import error_response
+
+ACCEPTED_PART_TYPES = ("image/", "application/octet-stream")
+
+
+def require_content_type(request: Request, expected: str) -> None:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != expected:
+        raise UnsupportedMediaTypeError(f"expected Content-Type {expected}, got {content_type or 'none'}")
+
+
+async def read_photo_form(request: Request, *, max_files: int, max_file_bytes: int,
+                          fields: tuple[str, ...]) -> tuple[list[UploadFile], dict[str, str]]:
+    """Parse ``multipart/form-data`` with 1..max_files ``files`` parts and the named text fields."""
+    require_content_type(request, "multipart/form-data")
+    try:
+        form = await request.form(max_files=max_files + 1, max_fields=len(fields) + 8)
+    except StarletteHTTPException as exc:  # Starlette reports malformed bodies this way
+        raise InvalidInputError(f"malformed multipart body: {exc.detail}") from None
+    except (ValueError, KeyError, UnicodeDecodeError, AssertionError) as exc:
+        raise InvalidInputError(f"malformed multipart body: {exc}") from None
+    try:
+        files: list[UploadFile] = []
+        values: dict[str, str] = {}
+        for key, value in form.multi_items():
+            if key == "files":
+                if not isinstance(value, StarletteUploadFile):
+                    raise InvalidInputError("'files' must be file parts, not text fields")
+                if len(files) >= max_files:
+                    raise InvalidInputError(f"more than {max_files} files in one request")
+                part_type = (value.content_type or "application/octet-stream").lower()
+                if not part_type.startswith(ACCEPTED_PART_TYPES):
+                    raise UnsupportedMediaTypeError(f"file {value.filename!r} has content type {part_type}, not an image")
+                data = await value.read(max_file_bytes + 1)
+                if len(data) > max_file_bytes:
+                    raise ImageTooLargeError(f"file {value.filename!r} exceeds the limit of {max_file_bytes} bytes")
+                files.append(UploadFile(value.filename or f"file {len(files)}", data))
+            elif key in fields:
+                if not isinstance(value, str):
+                    raise InvalidInputError(f"field {key!r} must be text")
+                if key in values:
+                    raise InvalidInputError(f"field {key!r} given twice")
+                values[key] = value
+            else:
+                raise InvalidInputError(f"unexpected form field {key!r}; expected 'files' and {', '.join(fields) or 'nothing else'}")
+        if not files:
+            raise InvalidInputError("no 'files' parts in the request")
+        return files, values
+    finally:
+        await form.close()
+
+
+class BodyTooLarge(ImageTooLargeError):
+    pass
+
+
+class BodySizeLimit:
+    """Rejects bodies over ``max_bytes``: from Content-Length at once, else while streaming."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                declared = -1
+            if declared < 0 or declared > self.max_bytes:
+                message = "invalid Content-Length" if declared < 0 else f"request body exceeds {self.max_bytes} bytes"
+                status, code = (400, "validation_error") if declared < 0 else (413, "too_large")
+                await error_response(status, code, message)(scope, receive, send)
+                return
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(f"request body exceeds {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)

@@ -1,0 +1,319 @@
+"""SQLite source of truth: brands, references (with embeddings) and API keys.
+
+WAL journal with ``synchronous=FULL``: a committed transaction survives power loss or ``kill -9``.
+Every change to the gallery bumps ``gallery_version`` in the same transaction, so a cached FAISS
+index knows whether it is stale.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from detector.errors import ConflictError, InvalidInputError, NotFoundError, UnknownBrandError
+
+BRAND_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+MAX_PRODUCT_LENGTH = 200
+MAX_DISPLAY_NAME_LENGTH = 200
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS brands (
+    slug TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS refs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    brand TEXT NOT NULL REFERENCES brands(slug) ON DELETE CASCADE,
+    product TEXT,
+    sha256 TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    model TEXT NOT NULL,
+    embedding BLOB NOT NULL,
+    UNIQUE (brand, sha256)
+);
+CREATE INDEX IF NOT EXISTS refs_by_sha ON refs(sha256);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    key_hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    brand TEXT,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+INSERT OR IGNORE INTO meta(key, value) VALUES ('gallery_version', '0');
+"""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def validate_brand_slug(slug: str) -> str:
+    if not isinstance(slug, str) or not BRAND_SLUG.match(slug):
+        raise InvalidInputError(
+            f"invalid brand {slug!r}: use 1-64 lowercase letters, digits and '-', starting with a letter or digit"
+        )
+    return slug
+
+
+def validate_product(product: str | None) -> str | None:
+    if product is None or product == "":
+        return None
+    if len(product) > MAX_PRODUCT_LENGTH or any(ord(c) < 32 for c in product):
+        raise InvalidInputError(f"invalid product: at most {MAX_PRODUCT_LENGTH} printable characters")
+    return product
+
+
+@dataclass(frozen=True)
+class Reference:
+    id: int
+    brand: str
+    product: str | None
+    sha256: str
+    width: int
+    height: int
+    created_at: str
+    duplicate: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "brand": self.brand,
+            "product": self.product,
+            "sha256": self.sha256,
+            "width": self.width,
+            "height": self.height,
+            "created_at": self.created_at,
+            "duplicate": self.duplicate,
+        }
+
+
+@dataclass(frozen=True)
+class NewReference:
+    sha256: str
+    width: int
+    height: int
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    id: str
+    key_hash: str
+    role: str
+    brand: str | None
+    created_at: str
+    revoked_at: str | None
+
+
+_REF_COLUMNS = "id, brand, product, sha256, width, height, created_at"
+
+
+def _reference(row: sqlite3.Row, duplicate: bool = False) -> Reference:
+    return Reference(row[0], row[1], row[2], row[3], row[4], row[5], row[6], duplicate)
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        with self._lock:
+            self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    @staticmethod
+    def _bump_version(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'gallery_version'")
+
+    def gallery_version(self) -> int:
+        return int(self._query("SELECT value FROM meta WHERE key = 'gallery_version'")[0][0])
+
+    # --- brands ---
+
+    def create_brand(self, slug: str, display_name: str | None = None) -> dict:
+        validate_brand_slug(slug)
+        display_name = slug if display_name is None or display_name == "" else display_name
+        if len(display_name) > MAX_DISPLAY_NAME_LENGTH:
+            raise InvalidInputError(f"display_name is longer than {MAX_DISPLAY_NAME_LENGTH} characters")
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM brands WHERE slug = ?", (slug,)).fetchone():
+                raise ConflictError(f"brand {slug!r} already exists")
+            conn.execute("INSERT INTO brands(slug, display_name, created_at) VALUES (?, ?, ?)", (slug, display_name, utc_now()))
+        return {"brand": slug, "display_name": display_name, "reference_count": 0}
+
+    def require_brand(self, slug: str) -> None:
+        validate_brand_slug(slug)
+        if not self._query("SELECT 1 FROM brands WHERE slug = ?", (slug,)):
+            raise UnknownBrandError(f"unknown brand {slug!r}")
+
+    def brand_exists(self, slug: str) -> bool:
+        return bool(BRAND_SLUG.match(slug or "")) and bool(self._query("SELECT 1 FROM brands WHERE slug = ?", (slug,)))
+
+    def list_brands(self) -> list[dict]:
+        rows = self._query(
+            "SELECT b.slug, b.display_name, COUNT(r.id) FROM brands b LEFT JOIN refs r ON r.brand = b.slug "
+            "GROUP BY b.slug ORDER BY b.slug"
+        )
+        return [{"brand": s, "display_name": d, "reference_count": n} for s, d, n in rows]
+
+    def delete_brand(self, slug: str) -> list[str]:
+        """Delete a brand and its references; returns sha256s no longer referenced by anyone."""
+        self.require_brand(slug)
+        with self.transaction() as conn:
+            shas = [r[0] for r in conn.execute("SELECT DISTINCT sha256 FROM refs WHERE brand = ?", (slug,))]
+            conn.execute("DELETE FROM brands WHERE slug = ?", (slug,))
+            self._bump_version(conn)
+            return [s for s in shas if not conn.execute("SELECT 1 FROM refs WHERE sha256 = ?", (s,)).fetchone()]
+
+    # --- references ---
+
+    def add_references(self, brand: str, items: list[NewReference], *, product: str | None, model: str) -> list[Reference]:
+        """Insert all items in one transaction; identical bytes already in the brand come back as duplicates."""
+        product = validate_product(product)
+        results: list[Reference] = []
+        with self.transaction() as conn:
+            if not conn.execute("SELECT 1 FROM brands WHERE slug = ?", (brand,)).fetchone():
+                raise UnknownBrandError(f"unknown brand {brand!r}")
+            for item in items:
+                existing = conn.execute(
+                    f"SELECT {_REF_COLUMNS} FROM refs WHERE brand = ? AND sha256 = ?", (brand, item.sha256)
+                ).fetchone()
+                if existing:
+                    results.append(_reference(existing, duplicate=True))
+                    continue
+                cursor = conn.execute(
+                    "INSERT INTO refs(brand, product, sha256, width, height, created_at, model, embedding) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (brand, product, item.sha256, item.width, item.height, utc_now(), model,
+                     np.asarray(item.embedding, np.float32).tobytes()),
+                )
+                row = conn.execute(f"SELECT {_REF_COLUMNS} FROM refs WHERE id = ?", (cursor.lastrowid,)).fetchone()
+                results.append(_reference(row))
+            if any(not r.duplicate for r in results):
+                self._bump_version(conn)
+        return results
+
+    def list_references(self, brand: str, *, limit: int = 100, after: int | None = None) -> list[Reference]:
+        self.require_brand(brand)
+        rows = self._query(
+            f"SELECT {_REF_COLUMNS} FROM refs WHERE brand = ? AND id > ? ORDER BY id LIMIT ?",
+            (brand, after or 0, limit),
+        )
+        return [_reference(r) for r in rows]
+
+    def get_reference(self, brand: str, ref_id: int) -> Reference:
+        self.require_brand(brand)
+        rows = self._query(f"SELECT {_REF_COLUMNS} FROM refs WHERE brand = ? AND id = ?", (brand, ref_id))
+        if not rows:
+            raise NotFoundError(f"reference {ref_id} not found in brand {brand!r}")
+        return _reference(rows[0])
+
+    def references_by_ids(self, ids: list[int]) -> dict[int, Reference]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        return {r[0]: _reference(r) for r in self._query(f"SELECT {_REF_COLUMNS} FROM refs WHERE id IN ({marks})", tuple(ids))}
+
+    def delete_reference(self, brand: str, ref_id: int) -> str | None:
+        """Delete one reference; returns its sha256 if no other reference uses those bytes."""
+        self.require_brand(brand)
+        with self.transaction() as conn:
+            row = conn.execute("SELECT sha256 FROM refs WHERE brand = ? AND id = ?", (brand, ref_id)).fetchone()
+            if row is None:
+                raise NotFoundError(f"reference {ref_id} not found in brand {brand!r}")
+            conn.execute("DELETE FROM refs WHERE id = ?", (ref_id,))
+            self._bump_version(conn)
+            still_used = conn.execute("SELECT 1 FROM refs WHERE sha256 = ?", (row[0],)).fetchone()
+            return None if still_used else row[0]
+
+    def all_embeddings(self, dim: int) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+        """(ids int64, brands, embeddings (N, dim) float32, model fingerprints) of every reference."""
+        rows = self._query("SELECT id, brand, model, embedding FROM refs ORDER BY id")
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        brands = [r[1] for r in rows]
+        models = [r[2] for r in rows]
+        matrix = np.zeros((len(rows), dim), np.float32)
+        for i, row in enumerate(rows):
+            vector = np.frombuffer(row[3], dtype=np.float32)
+            if vector.shape[0] == dim:
+                matrix[i] = vector
+        return ids, brands, matrix, models
+
+    def stale_references(self, model: str) -> list[tuple[int, str]]:
+        """(id, sha256) of references embedded by another model."""
+        return [(r[0], r[1]) for r in self._query("SELECT id, sha256 FROM refs WHERE model != ? ORDER BY id", (model,))]
+
+    def update_embeddings(self, updates: list[tuple[int, np.ndarray]], *, model: str) -> None:
+        with self.transaction() as conn:
+            for ref_id, embedding in updates:
+                conn.execute(
+                    "UPDATE refs SET embedding = ?, model = ? WHERE id = ?",
+                    (np.asarray(embedding, np.float32).tobytes(), model, ref_id),
+                )
+            self._bump_version(conn)
+
+    def used_digests(self) -> set[str]:
+        return {r[0] for r in self._query("SELECT DISTINCT sha256 FROM refs")}
+
+    def reference_count(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM refs")[0][0])
+
+    # --- API keys ---
+
+    def add_api_key(self, record: ApiKeyRecord) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO api_keys(id, key_hash, role, brand, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL)",
+                (record.id, record.key_hash, record.role, record.brand, record.created_at),
+            )
+
+    def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        rows = self._query("SELECT id, key_hash, role, brand, created_at, revoked_at FROM api_keys WHERE key_hash = ?", (key_hash,))
+        return ApiKeyRecord(*rows[0]) if rows else None
+
+    def list_api_keys(self) -> list[ApiKeyRecord]:
+        return [ApiKeyRecord(*r) for r in self._query("SELECT id, key_hash, role, brand, created_at, revoked_at FROM api_keys ORDER BY created_at")]
+
+    def revoke_api_key(self, key_id: str) -> None:
+        with self.transaction() as conn:
+            cursor = conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (utc_now(), key_id))
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"no active API key with id {key_id!r}")
+
+    def active_key_count(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL")[0][0])
