@@ -55,8 +55,7 @@ def _runtime(args):
 
 
 def _store(args):
-    from detector.gallery import DB_FILE
-    from detector.store import Store
+    from detector.store import DB_FILE, Store
 
     return Store(Path(args.data_dir) / DB_FILE)
 

@@ -23,12 +23,12 @@ from detector.embedder import Embedder
 from detector.errors import InvalidInputError
 from detector.images import ImageLimits, load_image
 from detector.index import GalleryIndex
-from detector.store import NewReference, Reference, Store, validate_brand_slug
+from detector.store import DB_FILE, NewReference, Reference, Store, validate_brand_slug
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
-DB_FILE = "db.sqlite3"
+
 IMAGES_DIR = "images"
 MAX_FILES_PER_UPLOAD = 64
 

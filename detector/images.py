@@ -18,6 +18,7 @@ from detector.errors import ImageTooLargeError, InvalidImageError
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
+MAX_FILES_PER_CHECK = 16
 
 
 @dataclass(frozen=True)

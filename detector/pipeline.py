@@ -10,12 +10,10 @@ import torch
 
 from detector.errors import InvalidInputError
 from detector.gallery import Gallery, UploadFile
-from detector.images import ImageLimits, load_image
+from detector.images import MAX_FILES_PER_CHECK, ImageLimits, load_image
 from detector.model_folder import LoadedModel
 from detector.scoring import UNVERIFIABLE, gather_evidence, listing_score, reasons_for, verdict_for
 from detector.store import validate_brand_slug
-
-MAX_FILES_PER_CHECK = 16
 
 
 class Detector:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from detector.gallery import Gallery
-from detector.images import ImageLimits
+from detector.images import MAX_FILES_PER_CHECK, ImageLimits
 from detector.model_folder import LoadedModel, load_model
-from detector.pipeline import MAX_FILES_PER_CHECK, Detector
+from detector.pipeline import Detector
 
 
 @dataclass

@@ -23,6 +23,7 @@ from detector.errors import ConflictError, InvalidInputError, NotFoundError, Unk
 BRAND_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 MAX_PRODUCT_LENGTH = 200
 MAX_DISPLAY_NAME_LENGTH = 200
+DB_FILE = "db.sqlite3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS brands (

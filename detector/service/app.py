@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from detector import __version__
-from detector.gallery import DB_FILE
 from detector.runtime import open_runtime
 from detector.service.batching import MicroBatcher
 from detector.service.errors import install_error_handlers
@@ -25,7 +24,7 @@ from detector.service.metrics import ServiceMetrics
 from detector.service.routes import brands, check, health, references
 from detector.service.settings import Settings
 from detector.service.uploads import BodySizeLimit
-from detector.store import Store
+from detector.store import DB_FILE, Store
 
 log = logging.getLogger("detector.service")
 access_log = logging.getLogger("detector.access")

@@ -8,10 +8,9 @@ import os
 from pathlib import Path
 
 from detector.errors import InvalidInputError
-from detector.gallery import DB_FILE
 from detector.keys import create_key
 from detector.service.settings import Settings, is_loopback, settings_from_args
-from detector.store import Store
+from detector.store import DB_FILE, Store
 
 log = logging.getLogger("detector.service")
 

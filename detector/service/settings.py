@@ -7,8 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from detector.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageLimits
-from detector.pipeline import MAX_FILES_PER_CHECK
+from detector.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MAX_FILES_PER_CHECK, ImageLimits
 
 
 @dataclass(frozen=True)

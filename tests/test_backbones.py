@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import pytest
+import torch
+from PIL import Image
+
+from detector.backbones import available_backbones, build_backbone, get_backbone_spec
+from detector.errors import UnknownBackboneError, WeightsError
+from detector.transforms import EvalTransform
+
+# ImageNet classes a pretrained model gives the Grace Hopper portrait (formal attire):
+# academic gown, bow tie, military uniform, mortarboard, suit
+PORTRAIT_CLASSES = {400, 457, 652, 667, 834}
+
+
+def _grace_hopper_batch(spec) -> torch.Tensor:
+    # A natural photo that ships inside matplotlib: no download.
+    image = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
+    w = spec.weights
+    return EvalTransform(w.input_size, w.crop_pct, w.interpolation, w.mean, w.std)(image).unsqueeze(0)
+
+
+def test_unknown_backbone_lists_valid_names():
+    with pytest.raises(UnknownBackboneError) as info:
+        get_backbone_spec("vgg-nonexistent")
+    for name in available_backbones():
+        assert name in str(info.value)
+
+
+def test_registry_knows_a_torchvision_backbone():
+    assert "resnet50" in available_backbones()
+    assert get_backbone_spec("resnet50").feature_dim == 2048
+
+
+def test_default_weights_are_the_pretrained_ones():
+    spec = get_backbone_spec("efficientnet_lite0")
+    x = _grace_hopper_batch(spec)
+    with torch.no_grad():
+        pretrained = build_backbone("efficientnet_lite0").logits(x).softmax(-1)[0]
+        torch.manual_seed(0)
+        random = build_backbone("efficientnet_lite0", pretrained=False).logits(x).softmax(-1)[0]
+    top5 = set(pretrained.topk(5).indices.tolist())
+    assert int(pretrained.argmax()) in PORTRAIT_CLASSES
+    assert len(top5 & PORTRAIT_CLASSES) >= 3
+    assert pretrained.max() > 0.2  # a confident prediction
+    assert int(random.argmax()) not in PORTRAIT_CLASSES
+    assert random.max() < 0.15  # random weights give no confident class
+
+
+def test_pooled_features_shape():
+    backbone = build_backbone("efficientnet_lite0")
+    with torch.no_grad():
+        features = backbone(torch.zeros(2, 3, 224, 224))
+    assert features.shape == (2, 1280)
+
+
+def test_torchvision_backbone_never_downloads_unasked(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(WeightsError, match="allow the download"):
+        build_backbone("resnet50")
+
+
+def test_torchvision_backbone_from_local_file(tmp_path):
+    import torchvision
+
+    torch.manual_seed(1)
+    reference = torchvision.models.resnet50(weights=None)
+    path = tmp_path / "resnet50.pth"
+    torch.save(reference.state_dict(), path)
+    loaded = build_backbone("resnet50", weights_path=path)
+    assert torch.equal(loaded.model.conv1.weight, reference.conv1.weight)
+    with torch.no_grad():
+        assert loaded(torch.zeros(1, 3, 64, 64)).shape == (1, 2048)
+
+
+def test_weights_file_that_does_not_fit_is_an_error(tmp_path):
+    path = tmp_path / "bad.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, path)
+    with pytest.raises(WeightsError, match="does not fit"):
+        build_backbone("resnet50", weights_path=path)

@@ -1,0 +1,91 @@
+"""The ``cfd`` console script, run as a user would (a real process)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.synthetic import product_photo
+
+CFD = str(Path(sys.executable).parent / "cfd")
+
+
+def cfd(*args, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([CFD, *args, "--data-dir", str(data_dir), "-q"], capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"cfd {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    for brand in ("acme", "zenit"):
+        (folder / brand).mkdir(parents=True)
+        for i in range(3):
+            (folder / brand / f"{i}.png").write_bytes(product_photo(brand, i))
+    (folder / "listing.png").write_bytes(product_photo("zenit", 50))
+    (folder / "fake.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return folder
+
+
+def test_brand_reference_check_workflow(tmp_path, photos):
+    data = tmp_path / "var"
+    for brand in ("acme", "zenit"):
+        cfd("brands", "add", brand, data_dir=data)
+        added = json.loads(cfd("references", "add", brand, str(photos / brand), "--product", "p1", data_dir=data).stdout)
+        assert len(added["references"]) == 3
+    brands = json.loads(cfd("brands", "list", data_dir=data).stdout)["brands"]
+    assert [(b["brand"], b["reference_count"]) for b in brands] == [("acme", 3), ("zenit", 3)]
+
+    result = json.loads(cfd("check", "--brand", "acme", "--listing-id", "X", str(photos / "listing.png"), data_dir=data).stdout)
+    assert result["listing_id"] == "X" and result["images"][0]["flags"] == ["brand_mismatch"]
+
+    listed = json.loads(cfd("references", "list", "acme", "--limit", "2", data_dir=data).stdout)
+    assert len(listed["references"]) == 2 and listed["next"] == listed["references"][-1]["id"]
+    cfd("references", "remove", "acme", str(listed["references"][0]["id"]), data_dir=data)
+    cfd("index", "rebuild", data_dir=data)
+    brands = json.loads(cfd("brands", "list", data_dir=data).stdout)["brands"]
+    assert brands[0]["reference_count"] == 2
+    cfd("brands", "remove", "zenit", data_dir=data)
+    assert [b["brand"] for b in json.loads(cfd("brands", "list", data_dir=data).stdout)["brands"]] == ["acme"]
+
+
+def test_user_mistakes_exit_nonzero_without_traceback(tmp_path, photos):
+    data = tmp_path / "var"
+    cfd("brands", "add", "acme", data_dir=data)
+    cases = [
+        ("brands", "add", "acme"),  # exists
+        ("brands", "add", "Not A Slug"),
+        ("references", "add", "nobody", str(photos / "acme")),
+        ("references", "add", "acme", str(photos / "fake.jpg")),
+        ("references", "add", "acme", str(tmp_path / "missing.png")),
+        ("references", "remove", "acme", "999"),
+        ("check", str(photos / "fake.jpg")),
+        ("check", "--brand", "UPPER", str(photos / "listing.png")),
+        ("check", "--model", str(tmp_path / "no-model"), str(photos / "listing.png")),
+        ("keys", "create", "--role", "brand"),
+        ("evaluate", "--data", str(tmp_path / "no-dataset")),
+    ]
+    for args in cases:
+        result = cfd(*args, data_dir=data, check=False)
+        assert result.returncode == 1, (args, result.stderr)
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr, (args, result.stderr)
+    # the failed upload stored nothing
+    assert json.loads(cfd("brands", "list", data_dir=data).stdout)["brands"][0]["reference_count"] == 0
+
+
+def test_keys_create_prints_only_the_key(tmp_path):
+    data = tmp_path / "var"
+    cfd("brands", "add", "acme", data_dir=data)
+    out = cfd("keys", "create", "--role", "brand", "--brand", "acme", data_dir=data).stdout
+    lines = out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cfd_")
+    keys = json.loads(cfd("keys", "list", data_dir=data).stdout)["keys"]
+    assert keys[0]["role"] == "brand" and keys[0]["brand"] == "acme" and lines[0] not in json.dumps(keys)
+    cfd("keys", "revoke", keys[0]["id"], data_dir=data)
+    assert json.loads(cfd("keys", "list", data_dir=data).stdout)["keys"][0]["revoked_at"] is not None

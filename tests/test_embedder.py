@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import numpy as np
+
+from tests.synthetic import product_image
+
+
+def test_embeddings_are_l2_normalised(embedder):
+    embeddings, logits = embedder.embed([product_image("acme", i) for i in range(3)])
+    assert embeddings.shape == (3, embedder.embedding_dim)
+    assert embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    assert logits is None  # the zero-shot model has no counterfeit head
+
+
+def test_batching_does_not_change_embeddings(zero_shot):
+    images = [product_image("zenit", i) for i in range(5)]
+    one_by_one = np.concatenate([zero_shot.embedder(batch_size=1).embed([im])[0] for im in images])
+    batched, _ = zero_shot.embedder(batch_size=4).embed(images)
+    np.testing.assert_allclose(one_by_one, batched, atol=1e-4)
+
+
+def test_same_brand_is_closer_than_other_brand(embedder):
+    a, _ = embedder.embed([product_image("acme", 1), product_image("acme", 2)])
+    z, _ = embedder.embed([product_image("zenit", 1)])
+    assert float(a[0] @ a[1]) > float(a[0] @ z[0]) + 0.05
+
+
+def test_bf16_keeps_embeddings_close_to_fp32(zero_shot):
+    images = [product_image(b, i) for b in ("acme", "zenit", "orbit") for i in range(2)]
+    fp32, _ = zero_shot.embedder(precision="fp32").embed(images)
+    bf16, _ = zero_shot.embedder(precision="bf16").embed(images)
+    cosine = np.sum(fp32 * bf16, axis=1)
+    assert cosine.min() > 0.99
+    # and the ranking of neighbours survives
+    assert np.array_equal(np.argsort(-(fp32 @ fp32.T), axis=1)[:, 1], np.argsort(-(bf16 @ bf16.T), axis=1)[:, 1])

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from detector.errors import ModelFolderError
+from detector.model_folder import (WEIGHTS_FILE, Calibration, ModelConfig, build_net, default_model_path, load_model,
+                                   save_model_folder)
+from tests.synthetic import product_image
+
+
+def _finetuned_config(name="tiny-finetune") -> ModelConfig:
+    base = json.loads((default_model_path() / "config.json").read_text())
+    base.update(name=name, version="0.0.1", embedding_dim=32, head=True, weights=WEIGHTS_FILE)
+    return ModelConfig.from_dict(base, source="test")
+
+
+def test_default_model_loads_with_its_calibration(zero_shot):
+    assert zero_shot.name == "zero-shot-efficientnet-lite0"
+    assert zero_shot.config.output_dim == 1280
+    assert zero_shot.calibration.suspicious_threshold <= zero_shot.calibration.counterfeit_threshold
+
+
+def test_export_then_load_gives_identical_embeddings(tmp_path, zero_shot):
+    config = _finetuned_config()
+    torch.manual_seed(3)
+    net = build_net(config, pretrained=True)
+    with torch.no_grad():
+        net.projection.weight.normal_()
+        net.head.weight.normal_()
+    save_model_folder(tmp_path / "m", config=config, calibration=zero_shot.calibration, metrics={"auc": 0.5},
+                      model_card="# test\n", net=net)
+    loaded = load_model(tmp_path / "m")
+    images = [product_image("acme", 1), product_image("orbit", 2)]
+    from detector.embedder import Embedder
+
+    before_emb, before_logit = Embedder(net.eval(), config.transform()).embed(images)
+    after_emb, after_logit = loaded.embedder().embed(images)
+    np.testing.assert_array_equal(before_emb, after_emb)
+    np.testing.assert_array_equal(before_logit, after_logit)
+    assert after_emb.shape == (2, 32)
+    assert loaded.fingerprint != zero_shot.fingerprint
+
+
+@pytest.mark.parametrize("missing", ["config.json", "calibration.json", "metrics.json", "MODEL_CARD.md"])
+def test_missing_file_is_named(tmp_path, missing):
+    folder = tmp_path / "m"
+    shutil.copytree(default_model_path(), folder)
+    (folder / missing).unlink()
+    with pytest.raises(ModelFolderError, match=missing):
+        load_model(folder)
+
+
+def test_missing_weights_file_is_named(tmp_path, zero_shot):
+    config = _finetuned_config()
+    save_model_folder(tmp_path / "m", config=config, calibration=zero_shot.calibration, metrics={}, model_card="x",
+                      net=build_net(config, pretrained=False))
+    (tmp_path / "m" / WEIGHTS_FILE).unlink()
+    with pytest.raises(ModelFolderError, match=WEIGHTS_FILE):
+        load_model(tmp_path / "m")
+
+
+def test_weights_that_do_not_match_config_are_rejected(tmp_path, zero_shot):
+    config = _finetuned_config()
+    save_model_folder(tmp_path / "m", config=config, calibration=zero_shot.calibration, metrics={}, model_card="x",
+                      net=build_net(config, pretrained=False))
+    data = json.loads((tmp_path / "m" / "config.json").read_text())
+    data["embedding_dim"] = 64
+    (tmp_path / "m" / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ModelFolderError, match="shape"):
+        load_model(tmp_path / "m")
+
+
+def test_calibration_thresholds_must_be_ordered():
+    with pytest.raises(ModelFolderError, match="thresholds"):
+        Calibration.from_dict({"features": [], "weights": [], "bias": 0,
+                               "thresholds": {"suspicious": 0.9, "counterfeit": 0.5}}, source="c")
+
+
+def test_unknown_backbone_in_config(tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(default_model_path(), folder)
+    data = json.loads((folder / "config.json").read_text())
+    data["backbone"] = "nope"
+    (folder / "config.json").write_text(json.dumps(data))
+    with pytest.raises(Exception, match="valid backbones"):
+        load_model(folder)
