@@ -73,12 +73,15 @@ def gather_evidence(
             brand_sim = float(sims[0])
             other = others[i]
             other_sim = float(other.similarities[0]) if len(other.ids) else None
+            # With no other brand in the gallery, compare with the calibrated typical best impostor.
+            impostor = other_sim if other_sim is not None else calibration.extra.get("default_other_similarity", brand_sim)
+            if other_sim is None:
+                item.flags.append("single_brand_gallery")
             item.signals = {
                 "brand_similarity": brand_sim,
                 "brand_topk_similarity": float(np.mean(sims[: calibration.top_k])),
-                "other_brand_similarity": other_sim if other_sim is not None else 0.0,
-                # Without other brands there is no evidence either way: a neutral margin.
-                "brand_margin": brand_sim - other_sim if other_sim is not None else 0.0,
+                "other_brand_similarity": impostor,
+                "brand_margin": brand_sim - impostor,
             }
             if head_logits is not None:
                 item.signals["head_logit"] = float(head_logits[i])
@@ -123,7 +126,9 @@ def reasons_for(evidence: list[PhotoEvidence], brand: str | None, verdict: str, 
             )
         if "low_similarity" in e.flags:
             reasons.append(f"photo {e.index} is far from every {brand} reference (best similarity {sim:.2f})")
-        if not e.flags and e.counterfeit_score >= calibration.suspicious_threshold:
+        if "single_brand_gallery" in e.flags:
+            reasons.append(f"photo {e.index}: the gallery holds no other brand to compare with, so this check is weaker")
+        if "brand_mismatch" not in e.flags and "low_similarity" not in e.flags and e.counterfeit_score >= calibration.suspicious_threshold:
             reasons.append(f"photo {e.index} differs from the closest {brand} references (similarity {sim:.2f})")
     if verdict == GENUINE:
         best = max((e for e in evidence if e.counterfeit_score is not None), key=lambda e: e.signals["brand_similarity"])

@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from detector.embedder import Embedder
+from detector.errors import InvalidInputError
 from detector.evaluation.dataset import Dataset, Sample, load_dataset
 from detector.evaluation.metrics import average_precision, confusion, roc_auc, tpr_at_fpr
 from detector.evaluation.report import write_markdown, write_plots
@@ -147,14 +148,22 @@ def build_report(rows: list[dict], model: LoadedModel, dataset: Dataset) -> dict
     return report
 
 
-def evaluate(data: str | Path, model: LoadedModel, *, out_dir: str | Path | None = None,
-             precision: str = "fp32", show_progress: bool = True) -> dict[str, Any]:
-    dataset = load_dataset(data)
+def evaluate_rows(data: str | Path | Dataset, model: LoadedModel, *, precision: str = "fp32",
+                  show_progress: bool = True) -> list[dict[str, Any]]:
+    """Per-photo signals, scores and verdicts for every listing photo of a dataset."""
+    dataset = data if isinstance(data, Dataset) else load_dataset(data)
     cache = EmbeddingCache(model.embedder(precision=precision), show_progress=show_progress)
     cache.embed_paths([p for refs in dataset.references.values() for p in refs], desc="embedding references")
     cache.embed_paths([s.path for s in dataset.samples], desc="embedding listings")
-    index = build_index(dataset, cache)
-    rows = score_samples(dataset, model, cache, index)
+    if not dataset.samples:
+        raise InvalidInputError(f"{dataset.root}: no genuine/ or counterfeit/ photos to score")
+    return score_samples(dataset, model, cache, build_index(dataset, cache))
+
+
+def evaluate(data: str | Path, model: LoadedModel, *, out_dir: str | Path | None = None,
+             precision: str = "fp32", show_progress: bool = True) -> dict[str, Any]:
+    dataset = load_dataset(data)
+    rows = evaluate_rows(dataset, model, precision=precision, show_progress=show_progress)
     report = build_report(rows, model, dataset)
     if out_dir is not None:
         write_report(Path(out_dir), report, rows)

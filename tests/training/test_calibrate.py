@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detector.scoring import fuse
+from training.calibrate import fit_calibration, fit_logistic
+
+
+def _rows(rng, n=400):
+    rows = []
+    for label in (0, 1):
+        margin = rng.normal(0.05 if label == 0 else -0.08, 0.05, n)
+        sim = rng.normal(0.75, 0.05, n)
+        for m, s in zip(margin, sim):
+            rows.append({"label": label, "brand_margin": m, "brand_similarity": s,
+                         "other_brand_similarity": s - m})
+    return rows
+
+
+def test_fit_separates_and_is_monotonic():
+    rows = _rows(np.random.default_rng(0))
+    calibration = fit_calibration(rows, ["brand_similarity", "brand_margin"])
+    weights = dict(zip(calibration.features, calibration.weights))
+    assert weights["brand_margin"] < 0 and weights["brand_similarity"] <= 0
+    margins = np.linspace(-0.3, 0.3, 50)
+    scores = [fuse({"brand_similarity": 0.7, "brand_margin": m}, calibration) for m in margins]
+    assert all(a >= b for a, b in zip(scores, scores[1:]))  # more margin, never a higher score
+    assert scores[0] > 0.9 and scores[-1] < 0.1
+
+
+def test_thresholds_meet_their_fpr_targets():
+    rows = _rows(np.random.default_rng(1))
+    calibration = fit_calibration(rows, ["brand_margin"], suspicious_fpr=0.05, counterfeit_fpr=0.01)
+    genuine = [fuse(r, calibration) for r in rows if r["label"] == 0]
+    assert calibration.suspicious_threshold <= calibration.counterfeit_threshold
+    assert np.mean(np.array(genuine) >= calibration.suspicious_threshold) <= 0.05
+    assert np.mean(np.array(genuine) >= calibration.counterfeit_threshold) <= 0.01
+    assert "default_other_similarity" in calibration.extra
+
+
+def test_sign_constraint_drops_a_feature_that_fits_backwards():
+    rng = np.random.default_rng(2)
+    y = np.r_[np.zeros(200), np.ones(200)]
+    # similarity that is *higher* for counterfeits: physically meaningless, must not be used
+    x = np.c_[np.r_[rng.normal(0.5, 0.1, 200), rng.normal(0.7, 0.1, 200)], rng.normal(0, 1, 400)]
+    weights, _ = fit_logistic(x, y, signs=np.array([-1, 0]))
+    assert weights[0] == 0.0
+
+
+def test_one_class_is_an_error():
+    with pytest.raises(ValueError):
+        fit_logistic(np.zeros((4, 1)), np.zeros(4))

@@ -1,0 +1,1 @@
+"""Training-side tools: synthetic benchmark generation and fine-tuning. Imports ``detector``."""

@@ -1,0 +1,95 @@
+"""Fit ``calibration.json``: logistic fusion of per-photo signals, thresholds at target FPRs.
+
+The fit is class-balanced (the probability assumes equal priors) and sign-constrained: a
+higher similarity to the claimed brand can only lower the counterfeit score, so the fused score
+is monotonic in every similarity signal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detector.evaluation.metrics import threshold_at_fpr
+from detector.fsutil import atomic_write_bytes
+from detector.model_folder import Calibration
+
+# Signals whose weight must not be positive (more similar -> less counterfeit).
+NON_POSITIVE = {"brand_similarity", "brand_topk_similarity", "brand_margin"}
+NON_NEGATIVE = {"other_brand_similarity", "head_logit"}
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iterations: int = 100,
+                 signs: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Class-balanced L2 logistic regression by Newton's method; ``signs`` (+1/-1/0) constrain weights."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    if len(np.unique(y)) < 2:
+        raise ValueError("calibration needs both genuine and counterfeit examples")
+    mean, std = x.mean(0), x.std(0) + 1e-9
+    z = (x - mean) / std
+    sample_weight = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+    active = np.ones(x.shape[1], bool)
+    for _ in range(x.shape[1] + 1):
+        w, b = np.zeros(active.sum()), 0.0
+        za = z[:, active]
+        for _ in range(iterations):
+            p = 1 / (1 + np.exp(-(za @ w + b)))
+            g = sample_weight * (p - y)
+            grad = np.r_[za.T @ g / len(y) + l2 * w, g.mean()]
+            h = sample_weight * p * (1 - p)
+            design = np.c_[za, np.ones(len(y))]
+            hessian = design.T @ (design * h[:, None]) / len(y) + np.diag(np.r_[np.full(active.sum(), l2), 0.0])
+            step = np.linalg.solve(hessian, grad)
+            w, b = w - step[:-1], b - step[-1]
+            if np.abs(step).max() < 1e-8:
+                break
+        full = np.zeros(x.shape[1])
+        full[active] = w
+        if signs is None:
+            break
+        wrong = active & (np.sign(full) * signs < 0)
+        if not wrong.any():
+            break
+        active &= ~wrong  # drop features that fit against their physical meaning, refit
+    weights = full / std
+    bias = b - float(np.sum(full * mean / std))
+    return weights, float(bias)
+
+
+def fit_calibration(rows: list[dict[str, Any]], features: list[str], *, suspicious_fpr: float = 0.05,
+                    counterfeit_fpr: float = 0.01, top_k: int = 3, aggregation: str = "max", notes: str = "") -> Calibration:
+    x = np.array([[float(r[f]) for f in features] for r in rows])
+    y = np.array([int(r["label"]) for r in rows])
+    signs = np.array([-1 if f in NON_POSITIVE else 1 if f in NON_NEGATIVE else 0 for f in features])
+    weights, bias = fit_logistic(x, y, signs=signs)
+    scores = 1 / (1 + np.exp(-(x @ weights + bias)))
+    suspicious = threshold_at_fpr(y, scores, suspicious_fpr)
+    counterfeit = max(suspicious, threshold_at_fpr(y, scores, counterfeit_fpr))
+    genuine = [r for r in rows if int(r["label"]) == 0]
+    return Calibration(
+        features=tuple(features), weights=tuple(round(float(w), 6) for w in weights), bias=round(bias, 6),
+        suspicious_threshold=_round_up(suspicious), counterfeit_threshold=_round_up(counterfeit),
+        top_k=top_k, aggregation=aggregation, notes=notes,
+        extra={"suspicious_fpr_target": suspicious_fpr, "counterfeit_fpr_target": counterfeit_fpr,
+               "fitted_on": len(rows),
+               # stands in for the best other-brand match when a gallery holds a single brand
+               "default_other_similarity": round(float(np.median([float(r["other_brand_similarity"]) for r in genuine])), 6),
+               # informational flag: below the 1st percentile of genuine photos' similarity
+               "low_similarity": round(float(np.percentile([float(r["brand_similarity"]) for r in genuine], 1)), 6)},
+    )
+
+
+def _round_up(threshold: float) -> float:
+    """Six decimals, rounded up, so that rounding never lets an extra genuine photo over the line."""
+    return min(1.0, math.ceil(threshold * 1e6) / 1e6)
+
+
+def write_calibration(model_dir: str | Path, calibration: Calibration) -> Path:
+    path = Path(model_dir) / "calibration.json"
+    atomic_write_bytes(path, (json.dumps(calibration.to_dict(), indent=2) + "\n").encode())
+    return path

@@ -1,0 +1,78 @@
+"""``cfd`` with the training commands added to the runtime ones (``detector.cli``)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from detector.cli import build_parser, run
+from detector.errors import InvalidInputError
+
+
+def cmd_data_synth(args) -> None:
+    from training.synth.generate import SynthConfig, generate
+
+    if args.brands < 2:
+        raise InvalidInputError("--brands must be at least 2 (other_brand counterfeits need another brand)")
+    if min(args.references, args.genuine, args.per_severity) < 1 or args.size < 64:
+        raise InvalidInputError("--references, --genuine and --per-severity must be >= 1, --size >= 64")
+    config = SynthConfig(brands=args.brands, seed=args.seed, references=args.references, genuine=args.genuine,
+                         per_severity=args.per_severity, size=args.size)
+    rows = generate(args.out, config, contact_sheet=args.contact_sheet, show_progress=not args.quiet)
+    print(f"wrote {len(rows)} photos of {args.brands} brands to {args.out}", file=sys.stderr)
+
+
+def cmd_calibrate(args) -> None:
+    import json
+
+    from detector.evaluation.run import evaluate_rows
+    from detector.model_folder import load_model
+    from training.calibrate import fit_calibration, write_calibration
+
+    model = load_model(args.model)
+    rows = evaluate_rows(args.data, model, precision=args.precision, show_progress=not args.quiet)
+    calibration = fit_calibration(rows, args.features.split(","), suspicious_fpr=args.suspicious_fpr,
+                                  counterfeit_fpr=args.counterfeit_fpr, notes=args.notes or f"fitted on {args.data}")
+    if args.write:
+        print(f"wrote {write_calibration(model.path, calibration)}", file=sys.stderr)
+    print(json.dumps(calibration.to_dict(), indent=2))
+
+
+def build_full_parser():
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    data = commands.add_parser("data", help="datasets").add_subparsers(dest="action", required=True)
+    p = data.add_parser("synth", help="generate the synthetic product-photo benchmark",
+                        description="Deterministic synthetic brands, genuine and counterfeit listing photos.")
+    p.add_argument("--out", required=True)
+    p.add_argument("--brands", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--references", type=int, default=8, help="studio reference shots per brand")
+    p.add_argument("--genuine", type=int, default=16, help="genuine listing photos per brand")
+    p.add_argument("--per-severity", type=int, default=1, help="counterfeit photos per kind and severity")
+    p.add_argument("--size", type=int, default=256, help="image side in pixels")
+    p.add_argument("--contact-sheet", action="store_true", help="also write contact_sheet.png")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_data_synth)
+
+    p = commands.add_parser("calibrate", help="fit a model's score fusion and thresholds on a dataset",
+                            description="Fit calibration.json (logistic fusion, thresholds at target FPRs).")
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", default=None, help="model folder (default: the built-in zero-shot model)")
+    p.add_argument("--features", default="brand_similarity,brand_margin")
+    p.add_argument("--suspicious-fpr", type=float, default=0.05)
+    p.add_argument("--counterfeit-fpr", type=float, default=0.01)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--write", action="store_true", help="write calibration.json into the model folder")
+    p.add_argument("--notes", default=None, help="provenance text stored in calibration.json")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_full_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

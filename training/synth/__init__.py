@@ -1,0 +1,1 @@
+"""Deterministic synthetic product-photo benchmark in the evaluation layout."""
