@@ -175,8 +175,8 @@ def _common(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="runtime state folder (default: ./var)")
     if model:
         parser.add_argument("--model", default=None, help="model folder (default: the built-in zero-shot model)")
-        parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                            help="inference precision on CPU (default: fp32)")
+        parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                            help="inference precision on CPU; auto: bf16 where the CPU has native bf16, else fp32")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 

@@ -147,7 +147,7 @@ class LoadedModel:
     def version(self) -> str:
         return self.config.version
 
-    def embedder(self, *, batch_size: int = 32, precision: str = "fp32") -> Embedder:
+    def embedder(self, *, batch_size: int = 16, precision: str = "auto") -> Embedder:
         return Embedder(self.net, self.config.transform(), batch_size=batch_size, precision=precision)
 
 

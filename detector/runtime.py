@@ -21,11 +21,12 @@ class Runtime:
         self.gallery.close()
 
 
-def open_runtime(data_dir: str | Path, *, model_path: str | Path | None = None, precision: str = "fp32",
-                 batch_size: int = 32, limits: ImageLimits = ImageLimits(), max_files: int = MAX_FILES_PER_CHECK,
+def open_runtime(data_dir: str | Path, *, model_path: str | Path | None = None, precision: str = "auto",
+                 batch_size: int = 16, limits: ImageLimits = ImageLimits(), max_files: int = MAX_FILES_PER_CHECK,
                  show_progress: bool = True) -> Runtime:
     model = load_model(model_path)
     embedder = model.embedder(batch_size=batch_size, precision=precision)
-    gallery = Gallery(data_dir, embedder=embedder, model_fingerprint=model.fingerprint, limits=limits)
+    # Embeddings depend on the model and, slightly, on the precision: a change of either re-embeds.
+    gallery = Gallery(data_dir, embedder=embedder, model_fingerprint=f"{model.fingerprint}-{embedder.precision}", limits=limits)
     gallery.open(show_progress=show_progress)
     return Runtime(model, gallery, Detector(model, gallery, limits=limits, max_files=max_files))

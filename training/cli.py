@@ -62,7 +62,7 @@ def build_full_parser():
     p.add_argument("--features", default="brand_similarity,brand_margin")
     p.add_argument("--suspicious-fpr", type=float, default=0.05)
     p.add_argument("--counterfeit-fpr", type=float, default=0.01)
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     p.add_argument("--write", action="store_true", help="write calibration.json into the model folder")
     p.add_argument("--notes", default=None, help="provenance text stored in calibration.json")
     p.add_argument("-q", "--quiet", action="store_true")

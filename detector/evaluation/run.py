@@ -148,7 +148,7 @@ def build_report(rows: list[dict], model: LoadedModel, dataset: Dataset) -> dict
     return report
 
 
-def evaluate_rows(data: str | Path | Dataset, model: LoadedModel, *, precision: str = "fp32",
+def evaluate_rows(data: str | Path | Dataset, model: LoadedModel, *, precision: str = "auto",
                   show_progress: bool = True) -> list[dict[str, Any]]:
     """Per-photo signals, scores and verdicts for every listing photo of a dataset."""
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
@@ -161,7 +161,7 @@ def evaluate_rows(data: str | Path | Dataset, model: LoadedModel, *, precision: 
 
 
 def evaluate(data: str | Path, model: LoadedModel, *, out_dir: str | Path | None = None,
-             precision: str = "fp32", show_progress: bool = True) -> dict[str, Any]:
+             precision: str = "auto", show_progress: bool = True) -> dict[str, Any]:
     dataset = load_dataset(data)
     rows = evaluate_rows(dataset, model, precision=precision, show_progress=show_progress)
     report = build_report(rows, model, dataset)

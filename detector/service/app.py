@@ -84,7 +84,8 @@ async def _load(app: FastAPI) -> None:
     await batcher.start()
     app.state.batcher = batcher
     app.state.runtime = runtime
-    log.info("ready: model %s %s, %d references", runtime.model.name, runtime.model.version, len(runtime.gallery.index))
+    log.info("ready: model %s %s (%s), %d references", runtime.model.name, runtime.model.version,
+             runtime.gallery.embedder.precision, len(runtime.gallery.index))
 
 
 async def _observe(request: Request, call_next):

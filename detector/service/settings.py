@@ -14,7 +14,7 @@ from detector.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MAX_FILES_PER
 class Settings:
     data_dir: Path = Path("./var")
     model: str | None = None
-    precision: str = "fp32"
+    precision: str = "auto"
     host: str = "127.0.0.1"
     port: int = 8000
     max_file_bytes: int = DEFAULT_MAX_BYTES

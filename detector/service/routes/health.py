@@ -18,7 +18,8 @@ def readyz(request: Request) -> JSONResponse:
         detail = "failed" if state.startup_error else "loading"
         return JSONResponse({"status": detail, "error": state.startup_error}, status_code=503)
     return JSONResponse({"status": "ready", "references": len(state.runtime.gallery.index),
-                         "model": {"name": state.runtime.model.name, "version": state.runtime.model.version}})
+                         "model": {"name": state.runtime.model.name, "version": state.runtime.model.version},
+                         "precision": state.runtime.gallery.embedder.precision})
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -1,0 +1,81 @@
+"""Embedder throughput: the naive baseline (fp32, batch 1, NCHW) against batched fp32 and
+bf16 autocast with channels_last, in one run; plus how far bf16 moves the embeddings.
+
+    python benchmarks/embedding_speed.py [--images 96]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from detector.model_folder import load_model  # noqa: E402
+from tests.synthetic import STYLES, product_image  # noqa: E402
+
+
+def _throughput(embedder, batch: torch.Tensor, repeats: int = 2) -> tuple[float, np.ndarray]:
+    embedder.embed_tensor(batch[: embedder.batch_size])  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        embeddings, _ = embedder.embed_tensor(batch)
+        best = min(best, time.perf_counter() - start)
+    return len(batch) / best, embeddings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    model = load_model()
+    images = [product_image(brand, i, size=320) for i in range(args.images // len(STYLES) + 1) for brand in STYLES][: args.images]
+    batch = model.embedder().preprocess(images)
+    configs = {"fp32 batch 1 (baseline)": dict(batch_size=1, precision="fp32", channels_last=False),
+               "fp32 NCHW batch 16": dict(batch_size=16, precision="fp32", channels_last=False),
+               "fp32 channels_last batch 16": dict(batch_size=16, precision="fp32"),
+               "bf16 channels_last batch 16": dict(batch_size=16, precision="bf16")}
+    rows, embeddings = {}, {}
+    for name, kwargs in configs.items():
+        embedder = model.embedder(batch_size=kwargs["batch_size"], precision=kwargs["precision"])
+        if not kwargs.get("channels_last", True):  # the naive layout, for comparison only
+            embedder.net = embedder.net.to(memory_format=torch.contiguous_format)
+            embedder.channels_last = False
+        rate, emb = _throughput(embedder, batch)
+        rows[name] = {"images_per_s": round(rate, 1)}
+        embeddings[name] = emb
+    base = rows["fp32 batch 1 (baseline)"]["images_per_s"]
+    reference = embeddings["fp32 batch 1 (baseline)"]
+    for name in rows:
+        rows[name]["ratio_vs_baseline"] = round(rows[name]["images_per_s"] / base, 2)
+        cosine = np.sum(embeddings[name] * reference, axis=1)
+        rows[name]["min_cosine_vs_fp32"] = round(float(cosine.min()), 5)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(images)} images of {model.config.input_size}px")
+    print(f"{'configuration':<30}{'img/s':>8}{'ratio':>8}{'min cos vs fp32':>17}")
+    for name, r in rows.items():
+        print(f"{name:<30}{r['images_per_s']:>8}{r['ratio_vs_baseline']:>8}{r['min_cosine_vs_fp32']:>17}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "embedding_speed.json").write_text(json.dumps(rows, indent=2) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.barh(list(rows), [r["images_per_s"] for r in rows.values()])
+    ax.set_xlabel("images / second (EfficientNet-Lite0, 224 px, CPU)")
+    fig.tight_layout()
+    fig.savefig(args.out / "embedding_speed.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()
