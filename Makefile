@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= var
 
-.PHONY: install test serve bench clean-venv
+.PHONY: install test serve bench clean-venv venv-bin
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ serve: install
 
 bench: install
 	$(BIN)/python benchmarks/embedding_speed.py
+
+venv-bin:
+	@echo $(BIN)
 
 clean-venv:
 	rm -rf $(VENV)
