@@ -241,8 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for ours in ("detector", "training"):  # our progress at INFO; libraries stay at WARNING
+        logging.getLogger(ours).setLevel(logging.WARNING if args.quiet else logging.INFO)
     if hasattr(args, "limit") and args.limit is not None and not 1 <= args.limit <= 1000:
         parser.error("--limit must be between 1 and 1000")
     try:

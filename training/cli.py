@@ -38,6 +38,12 @@ def cmd_calibrate(args) -> None:
     print(json.dumps(calibration.to_dict(), indent=2))
 
 
+def cmd_train(args) -> None:
+    from training.train import run_from_args
+
+    run_from_args(args)
+
+
 def build_full_parser():
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command")
@@ -67,6 +73,14 @@ def build_full_parser():
     p.add_argument("--notes", default=None, help="provenance text stored in calibration.json")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_calibrate)
+
+    p = commands.add_parser("train", help="fine-tune a model and export it to models/",
+                            description="Fine-tune from a YAML recipe; key=value arguments override it.")
+    p.add_argument("--config", required=True)
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("overrides", nargs="*", help="key=value, e.g. train.steps=50")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

@@ -1,0 +1,119 @@
+"""Training: smoke run, exact resume, export round trip, leakage-free splits, DDP on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from detector.errors import InvalidInputError
+from detector.evaluation.dataset import load_dataset
+from detector.model_folder import build_net, load_model
+from training.config import load_config
+from training.data import make_splits, subset, training_items
+from training.synth.generate import SynthConfig, generate
+from training.train import load_checkpoint, train
+from tests.synthetic import product_image
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "training" / "configs" / "small.yaml"
+CFD = str(Path(sys.executable).parent / "cfd")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train") / "data"
+    generate(root, SynthConfig(brands=5, seed=21, references=2, genuine=3, per_severity=1, size=96), show_progress=False)
+    return root
+
+
+def _overrides(data, tmp, steps=1, **extra):
+    items = {"data.root": data, "data.synth": "null", "train.steps": steps, "train.eval_every": 1, "train.batch_brands": 2,
+             "train.genuine_per_brand": 2, "train.counterfeits_per_brand": 1, "train.warmup_steps": 1,
+             "train.precision": "fp32", "out": tmp / "run", "export": tmp / "model", "evaluate": "[]", **extra}
+    return [f"{k}={v}" for k, v in items.items()]
+
+
+def test_one_step_smoke_then_export_roundtrip(tiny_data, tmp_path):
+    result = subprocess.run([CFD, "train", "--config", str(RECIPE), "-q", *_overrides(tiny_data, tmp_path)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    run, folder = tmp_path / "run", tmp_path / "model"
+    for name in ("checkpoint.pt", "best.pt", "config.resolved.yaml", "training_curves.png", "splits.json", "history.json"):
+        assert (run / name).exists(), name
+    assert "train.steps" not in (run / "config.resolved.yaml").read_text() and "steps: 1" in (run / "config.resolved.yaml").read_text()
+    model = load_model(folder)
+    assert model.config.embedding_dim == 256 and model.config.head
+    assert model.calibration.features == ("brand_similarity", "brand_margin", "head_logit")
+    assert "## Measured against the zero-shot model" in (folder / "MODEL_CARD.md").read_text()
+    # the exported weights are exactly the best checkpoint's
+    net = build_net(model.config, pretrained=False)
+    net.load_state_dict(load_checkpoint(run / "best.pt")["model"])
+    from detector.embedder import Embedder
+
+    images = [product_image("acme", 1), product_image("zenit", 2)]
+    expected = Embedder(net.eval(), model.config.transform(), precision="fp32").embed(images)
+    got = model.embedder(precision="fp32").embed(images)
+    np.testing.assert_array_equal(expected[0], got[0])
+    np.testing.assert_array_equal(expected[1], got[1])
+
+
+def test_resume_reproduces_the_uninterrupted_run(tiny_data, tmp_path):
+    straight = load_config(RECIPE, _overrides(tiny_data, tmp_path / "a", steps=2))
+    train(straight, show_progress=False)
+    paused = load_config(RECIPE, _overrides(tiny_data, tmp_path / "b", steps=2, **{"train.stop_after": 1}))
+    first = train(paused, show_progress=False)
+    assert first["state"]["step"] == 1
+    resumed = load_config(RECIPE, _overrides(tiny_data, tmp_path / "b", steps=2))
+    train(resumed, resume=True, show_progress=False)
+    a = load_checkpoint(tmp_path / "a" / "run" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")
+    assert a["state"]["step"] == b["state"]["step"] == 2
+    for key, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][key]), key
+    assert [h["loss"] for h in a["state"]["history"]] == [h["loss"] for h in b["state"]["history"]]
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+
+
+def test_splits_have_no_leakage(tiny_data):
+    dataset = load_dataset(tiny_data)
+    splits = make_splits(dataset, seed=3, val_brand_fraction=0.4, val_kinds=["material"], holdout_kinds=["wordmark", "placement"])
+    assert set(splits.train_brands).isdisjoint(splits.val_brands)
+    assert set(splits.train_brands) | set(splits.val_brands) == set(dataset.brands)
+    assert not {"material", "wordmark", "placement"} & set(splits.train_kinds)
+    items = training_items(dataset, splits)
+    assert set(items) == set(splits.train_brands)
+    trained_paths = {it.path for genuine, fakes in items.values() for it in genuine + fakes}
+    for sample in dataset.samples:
+        if sample.brand in splits.val_brands or sample.kind in ("material", "wordmark", "placement"):
+            assert sample.path not in trained_paths
+    val = subset(dataset, splits.val_brands, splits.train_kinds + splits.val_kinds)
+    assert {s.kind for s in val.samples if s.label} <= set(splits.train_kinds + splits.val_kinds)
+    assert make_splits(dataset, seed=3, val_brand_fraction=0.4, val_kinds=["material"], holdout_kinds=[]) != splits
+
+
+def test_bad_overrides_are_clear_errors():
+    with pytest.raises(InvalidInputError, match="no such key"):
+        load_config(RECIPE, ["train.stepz=3"])
+    with pytest.raises(InvalidInputError, match="key=value"):
+        load_config(RECIPE, ["train.steps"])
+    result = subprocess.run([CFD, "train", "--config", str(RECIPE), "model.nope=1"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stderr.startswith("error:")
+
+
+def test_distributed_two_processes_on_cpu(tiny_data, tmp_path):
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "training.train", "--config", str(RECIPE),
+                             "-q", *_overrides(tiny_data, tmp_path, steps=2)],
+                            capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["step"] for h in history] == [1, 2]
+    assert load_model(tmp_path / "model").config.head
