@@ -35,6 +35,7 @@ def test_export_then_load_gives_identical_embeddings(tmp_path, zero_shot):
     save_model_folder(tmp_path / "m", config=config, calibration=zero_shot.calibration, metrics={"auc": 0.5},
                       model_card="# test\n", net=net)
     loaded = load_model(tmp_path / "m")
+    assert all((p.stat().st_mode & 0o777) == 0o644 for p in (tmp_path / "m").iterdir())  # readable by others
     images = [product_image("acme", 1), product_image("orbit", 2)]
     from detector.embedder import Embedder
 

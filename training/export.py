@@ -63,6 +63,20 @@ def export_model(config: dict[str, Any], mconfig: ModelConfig, calibration: Cali
     return folder
 
 
+def shipping_decision(metrics: dict[str, Any], name: str, baseline: str) -> str:
+    """Ship only a model that beats the zero-shot one on real photos and on unseen synthetic kinds."""
+    verdicts = []
+    for bench, result in metrics["benchmarks"].items():
+        subset_name = "unseen_kinds" if "unseen_kinds" in result[name] else "all"
+        ours, theirs = result[name][subset_name]["roc_auc"], result[baseline][subset_name]["roc_auc"]
+        verdicts.append((bench, subset_name, ours, theirs, ours is not None and theirs is not None and ours > theirs))
+    table = "; ".join(f"{b} ({s.replace('_', ' ')}): ROC-AUC {o:.3f} vs {t:.3f}" for b, s, o, t, _ in verdicts if o is not None)
+    if verdicts and all(v[-1] for v in verdicts):
+        return f"Beats {baseline} on every benchmark ({table}): a candidate for the default model."
+    return (f"Not shipped: it does not beat {baseline} on every benchmark ({table}). The zero-shot model stays "
+            "the default of `cfd serve`, and these weights are not committed.")
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -104,6 +118,7 @@ def model_card(config: dict[str, Any], mconfig: ModelConfig, calibration: Calibr
     for name, result in metrics["benchmarks"].items():
         for kind, value in result[mconfig.name]["per_kind"].items():
             lines.append(f"| {name} | {kind} | {_fmt(value)} | {_fmt(result[baseline]['per_kind'].get(kind))} |")
+    lines += ["", "## Shipping decision", "", shipping_decision(metrics, mconfig.name, baseline)]
     lines += ["", "## Known limits", "",
               "- Trained on synthetic products only; real-photo performance is the grocery-store row above.",
               "- The counterfeit head sees one photo at a time; brand-specific defects need the reference comparison.",

@@ -128,7 +128,6 @@ def _grouped(rows: list[dict], key: str, *, genuine_shared: bool) -> dict[str, d
 def build_report(rows: list[dict], model: LoadedModel, dataset: Dataset) -> dict[str, Any]:
     labels = np.array([r["label"] for r in rows], dtype=np.int64)
     scores = np.array([r["score"] for r in rows], dtype=np.float64)
-    counterfeit_kinds = [r for r in rows if r["label"] == 1]
     report = {
         "dataset": str(dataset.root),
         "model": {"name": model.name, "version": model.version, "path": str(model.path)},
@@ -139,7 +138,7 @@ def build_report(rows: list[dict], model: LoadedModel, dataset: Dataset) -> dict
             "counterfeit": model.calibration.counterfeit_threshold,
         },
         "overall": summarise(labels, scores),
-        "per_kind": _grouped(counterfeit_kinds + [r for r in rows if r["label"] == 0], "kind", genuine_shared=True),
+        "per_kind": _grouped(rows, "kind", genuine_shared=True),
         "per_severity": _grouped(rows, "severity", genuine_shared=True),
         "per_brand": _grouped(rows, "brand", genuine_shared=False),
         "per_split": _grouped(rows, "split", genuine_shared=False),

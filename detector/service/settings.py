@@ -71,6 +71,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    from detector.errors import InvalidInputError
+
+    if args.max_queue < args.max_files:
+        raise InvalidInputError(f"--max-queue ({args.max_queue}) must hold one full check (--max-files {args.max_files})")
+    if min(args.max_files, args.max_batch, args.max_file_bytes, args.max_pixels) < 1 or args.max_wait_ms < 0:
+        raise InvalidInputError("limits must be positive and --max-wait-ms not negative")
     return Settings(
         data_dir=Path(args.data_dir), model=args.model, precision=args.precision, host=args.host, port=args.port,
         max_file_bytes=args.max_file_bytes, max_pixels=args.max_pixels, max_files=args.max_files,

@@ -60,7 +60,8 @@ def reference_image(brand: str, ref_id: int, principal: AnyKey, runtime: Runtime
     """The original bytes as uploaded."""
     _brand_for(principal, runtime, brand, write=False)
     reference, data = runtime.gallery.reference_image(brand, ref_id)
-    return Response(data, media_type=_media_type(data), headers={"ETag": f'"{reference.sha256}"'})
+    return Response(data, media_type=_media_type(data),
+                    headers={"ETag": f'"{reference.sha256}"', "X-Content-Type-Options": "nosniff"})
 
 
 @router.delete("/{ref_id}", status_code=204, responses=ERRORS)
