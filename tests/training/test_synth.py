@@ -69,3 +69,25 @@ def test_listing_photos_are_jpeg_in_the_stated_quality_range(tiny_set):
         qualities.append(sum(table) / len(table))
     # phone photos vary their JPEG quality: the quantisation tables are not all the same
     assert len(set(round(q, 1) for q in qualities)) > 1
+
+
+def test_blur_and_jpeg_statistics_cannot_tell_the_classes_apart(tmp_path):
+    """Genuine and counterfeit listing photos share one nuisance distribution."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    from detector.evaluation.metrics import roc_auc
+
+    out = tmp_path / "nuisance"
+    rows = generate(out, SynthConfig(brands=4, seed=8, references=1, genuine=21, per_severity=1, size=128), show_progress=False)
+    listings = [r for r in rows if r["role"] != "references"]
+    labels = [int(r["role"] == "counterfeit") for r in listings]
+    quantisation, sharpness = [], []
+    for row in listings:
+        image = Image.open(out / row["path"])
+        table = image.quantization[0]
+        quantisation.append(sum(table) / len(table))
+        sharpness.append(np.asarray(image.convert("L").filter(ImageFilter.FIND_EDGES), np.float32).var())
+    for name, values in (("JPEG quantisation", quantisation), ("edge energy", sharpness)):
+        auc = roc_auc(labels, values)
+        assert 0.35 < auc < 0.65, f"{name} alone separates genuine from counterfeit (ROC-AUC {auc:.2f})"
