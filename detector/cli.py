@@ -81,6 +81,8 @@ def cmd_brands_remove(args) -> None:
 # --- references ---
 
 def cmd_references_add(args) -> None:
+    from tqdm import tqdm
+
     from detector.gallery import UploadFile
     from detector.images import load_image
 
@@ -91,8 +93,6 @@ def cmd_references_add(args) -> None:
     for path in files:
         load_image(_read(path), limits=runtime.gallery.limits, name=str(path))
     added = []
-    from tqdm import tqdm
-
     with tqdm(total=len(files), desc=f"adding references to {args.brand}", unit="img", disable=args.quiet) as bar:
         for start in range(0, len(files), CHUNK):
             chunk = [UploadFile(str(p), _read(p)) for p in files[start : start + CHUNK]]
