@@ -18,6 +18,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from detector.embedder import Embedder  # noqa: E402
 from detector.model_folder import load_model  # noqa: E402
 from tests.synthetic import STYLES, product_image  # noqa: E402
 
@@ -42,14 +43,11 @@ def main() -> None:
     batch = model.embedder().preprocess(images)
     configs = {"fp32 batch 1 (baseline)": dict(batch_size=1, precision="fp32", channels_last=False),
                "fp32 NCHW batch 16": dict(batch_size=16, precision="fp32", channels_last=False),
-               "fp32 channels_last batch 16": dict(batch_size=16, precision="fp32"),
-               "bf16 channels_last batch 16": dict(batch_size=16, precision="bf16")}
+               "fp32 channels_last batch 16": dict(batch_size=16, precision="fp32", channels_last=True),
+               "bf16 channels_last batch 16": dict(batch_size=16, precision="bf16", channels_last=True)}
     rows, embeddings = {}, {}
     for name, kwargs in configs.items():
-        embedder = model.embedder(batch_size=kwargs["batch_size"], precision=kwargs["precision"])
-        if not kwargs.get("channels_last", True):  # the naive layout, for comparison only
-            embedder.net = embedder.net.to(memory_format=torch.contiguous_format)
-            embedder.channels_last = False
+        embedder = Embedder(model.net, model.config.transform(), **kwargs)
         rate, emb = _throughput(embedder, batch)
         rows[name] = {"images_per_s": round(rate, 1)}
         embeddings[name] = emb

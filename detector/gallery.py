@@ -28,7 +28,6 @@ from detector.store import DB_FILE, NewReference, Reference, Store, validate_bra
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
-
 IMAGES_DIR = "images"
 MAX_FILES_PER_UPLOAD = 64
 

@@ -17,6 +17,7 @@ import numpy as np
 from detector.evaluation.metrics import threshold_at_fpr
 from detector.fsutil import atomic_write_bytes
 from detector.model_folder import Calibration
+from detector.scoring import fuse
 
 # Signals whose weight must not be positive (more similar -> less counterfeit).
 NON_POSITIVE = {"brand_similarity", "brand_topk_similarity", "brand_margin"}
@@ -67,7 +68,10 @@ def fit_calibration(rows: list[dict[str, Any]], features: list[str], *, suspicio
     y = np.array([int(r["label"]) for r in rows])
     signs = np.array([-1 if f in NON_POSITIVE else 1 if f in NON_NEGATIVE else 0 for f in features])
     weights, bias = fit_logistic(x, y, signs=signs)
-    scores = 1 / (1 + np.exp(-(x @ weights + bias)))
+    fitted = Calibration(features=tuple(features), weights=tuple(float(w) for w in weights), bias=bias,
+                         suspicious_threshold=0.0, counterfeit_threshold=0.0)
+    # thresholds are set on exactly the score the service computes
+    scores = np.array([fuse(r, fitted) for r in rows])
     suspicious = threshold_at_fpr(y, scores, suspicious_fpr)
     counterfeit = max(suspicious, threshold_at_fpr(y, scores, counterfeit_fpr))
     genuine = [r for r in rows if int(r["label"]) == 0]

@@ -9,17 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from detector.evaluation.metrics import roc_auc, tpr_at_fpr
-from detector.evaluation.run import evaluate_rows
+from detector.evaluation.run import evaluate_rows, summarise
 from detector.model_folder import Calibration, ModelConfig, load_model, save_model_folder
 
 
 def _summary(rows: list[dict], keep) -> dict[str, Any]:
+    """Metrics over every genuine photo and the counterfeits ``keep`` selects."""
     chosen = [r for r in rows if r["label"] == 0 or keep(r)]
-    labels = np.array([r["label"] for r in chosen])
-    scores = np.array([r["score"] for r in chosen])
-    return {"n_counterfeit": int(labels.sum()), "n_genuine": int((1 - labels).sum()), "roc_auc": roc_auc(labels, scores),
-            "tpr_at_1pct_fpr": tpr_at_fpr(labels, scores, 0.01), "tpr_at_5pct_fpr": tpr_at_fpr(labels, scores, 0.05)}
+    return summarise(np.array([r["label"] for r in chosen]), np.array([r["score"] for r in chosen]))
 
 
 def benchmark(model, entry: dict[str, Any], seen_kinds: set[str], *, show_progress: bool) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from detector.evaluation.metrics import roc_auc
 from detector.evaluation.run import evaluate_rows
 from detector.fsutil import atomic_write_bytes
 from detector.model_folder import WEIGHTS_FILE, Calibration, LoadedModel, ModelConfig, build_net, default_model_path
+from detector.scoring import fuse
 from training.calibrate import fit_calibration
 from training.config import load_config
 from training.data import BatchMaker, Splits, load_training_dataset, make_splits, subset, training_items
@@ -107,9 +108,7 @@ def validation_rows(net, mconfig: ModelConfig, dataset, features: list[str], pre
 
 def validation_auroc(rows: list[dict], config: dict[str, Any]) -> float:
     calibration = fit_calibration(rows, list(config["calibration"]["features"]))
-    x = np.array([[float(r[f]) for f in calibration.features] for r in rows])
-    scores = x @ np.array(calibration.weights) + calibration.bias
-    return float(roc_auc([int(r["label"]) for r in rows], scores))
+    return float(roc_auc([int(r["label"]) for r in rows], [fuse(r, calibration) for r in rows]))
 
 
 # --- checkpoints ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from detector.errors import InvalidInputError
 from detector.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MAX_FILES_PER_CHECK, ImageLimits
 
 
@@ -71,8 +72,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    from detector.errors import InvalidInputError
-
     if args.max_queue < args.max_files:
         raise InvalidInputError(f"--max-queue ({args.max_queue}) must hold one full check (--max-files {args.max_files})")
     if min(args.max_files, args.max_batch, args.max_file_bytes, args.max_pixels) < 1 or args.max_wait_ms < 0:
