@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from detector.errors import UnknownBackboneError, WeightsError
@@ -42,16 +43,28 @@ class BackboneSpec:
 
 
 class FeatureExtractor(nn.Module):
-    """Backbone returning globally pooled features ``(B, feature_dim)``; keeps the classifier."""
+    """Backbone returning globally pooled features ``(B, feature_dim)``; keeps the classifier.
 
-    def __init__(self, model: nn.Module, *, features: Callable, classifier: nn.Module):
+    Where the backbone has a ``maps`` function it also gives mid-level feature maps
+    ``(B, map_channels, H, W)`` in the same pass: the local evidence for patch descriptors.
+    """
+
+    def __init__(self, model: nn.Module, *, features: Callable, classifier: nn.Module,
+                 maps: tuple[Callable, int] | None = None):
         super().__init__()
         self.model = model
         self._features = features
         self.classifier = classifier
+        self._maps = maps[0] if maps else None
+        self.map_channels = maps[1] if maps else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._features(self.model, x)
+
+    def forward_with_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._maps is None:
+            raise WeightsError(f"backbone {type(self.model).__name__} gives no feature maps for patch descriptors")
+        return self._maps(self.model, x)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward(x))
@@ -98,6 +111,24 @@ def _timm_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.forward_head(model.forward_features(x), pre_logits=True)
 
 
+def _pooled_to(maps: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate stage outputs at the resolution of the coarsest one."""
+    size = maps[-1].shape[-2:]
+    return torch.cat([F.adaptive_avg_pool2d(m, size) if m.shape[-2:] != size else m for m in maps], 1)
+
+
+def _timm_efficientnet_maps(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # Stages 2-4 (stride 8 and 16): small enough for a logo, a letter or a stitch to own a patch.
+    x = model.bn1(model.conv_stem(x))
+    maps = []
+    for i, block in enumerate(model.blocks):
+        x = block(x)
+        if i in (2, 3, 4):
+            maps.append(x)
+    pooled = model.forward_head(model.bn2(model.conv_head(x)), pre_logits=True)
+    return pooled, _pooled_to(maps)
+
+
 # --- torchvision backbones: weights from a local file or, only when asked, a download ---
 
 def _torchvision_builder(arch: str) -> Callable[[], nn.Module]:
@@ -136,6 +167,14 @@ def _resnet_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
     x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
     return torch.flatten(m.avgpool(x), 1)
+
+
+def _resnet_maps(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    m = model
+    x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+    mid = m.layer2(m.layer1(x))
+    deep = m.layer3(mid)
+    return torch.flatten(m.avgpool(m.layer4(deep)), 1), _pooled_to([mid, deep])
 
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -182,6 +221,7 @@ _REGISTRY: dict[str, BackboneSpec] = {
 }
 
 _FEATURES = {"efficientnet_lite0": _timm_features, "resnet50": _resnet_features}
+_MAPS = {"efficientnet_lite0": (_timm_efficientnet_maps, 40 + 80 + 112), "resnet50": (_resnet_maps, 512 + 1024)}
 _CLASSIFIERS = {"efficientnet_lite0": lambda m: m.classifier, "resnet50": lambda m: m.fc}
 
 
@@ -240,4 +280,4 @@ def build_backbone(
         except RuntimeError as exc:
             raise WeightsError(f"{name}: weights file {path} does not fit the architecture: {exc}") from None
     model.eval()
-    return FeatureExtractor(model, features=_FEATURES[name], classifier=_CLASSIFIERS[name](model))
+    return FeatureExtractor(model, features=_FEATURES[name], classifier=_CLASSIFIERS[name](model), maps=_MAPS.get(name))

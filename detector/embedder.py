@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -11,30 +11,65 @@ from PIL import Image
 from torch import nn
 
 from detector.backbones import FeatureExtractor
+from detector.patches import PatchHead
 from detector.transforms import EvalTransform
+
+# A frozen backbone runs in pieces of this many images: ~1.9x faster than one batch of 144 on a
+# 2-core CPU (the activations stay in cache), and exactly the same result with BatchNorm in eval.
+FROZEN_CHUNK = 16
 
 
 class EmbeddingNet(nn.Module):
-    """backbone -> pooled features -> projection -> L2 norm; plus an optional counterfeit head.
+    """backbone -> pooled features -> projection -> L2 norm; plus an optional counterfeit head
+    and optional patch descriptors (see detector.patches).
 
     With no projection this is the "zero-shot" model: the pretrained backbone's pooled features.
     """
 
-    def __init__(self, backbone: FeatureExtractor, *, feature_dim: int, embedding_dim: int | None, head: bool):
+    def __init__(self, backbone: FeatureExtractor, *, feature_dim: int, embedding_dim: int | None, head: bool,
+                 patch_dim: int | None = None):
         super().__init__()
         self.backbone = backbone
         self.projection = nn.Linear(feature_dim, embedding_dim) if embedding_dim else nn.Identity()
         self.head = nn.Linear(feature_dim, 1) if head else None
+        self.patch_head = PatchHead(backbone.map_channels, patch_dim) if patch_dim else None
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        features = self.backbone(x)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """-> (embeddings (B, D), head logits (B,) or None, patch records (B, P, patch_dim + 1) or None)."""
+        features, maps = self._backbone(x)
+        patches = self.patch_head(maps) if self.patch_head is not None else None
         embedding = F.normalize(self.projection(features).float(), dim=-1)
         logit = self.head(features).float().squeeze(-1) if self.head is not None else None
-        return embedding, logit
+        return embedding, logit, patches
+
+    def _backbone(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        run = self.backbone if self.patch_head is None else self.backbone.forward_with_maps
+        if len(x) <= FROZEN_CHUNK or not self._backbone_frozen():
+            out = run(x)
+            return (out, None) if self.patch_head is None else out
+        with torch.no_grad():
+            pieces = [self._backbone(x[i : i + FROZEN_CHUNK]) for i in range(0, len(x), FROZEN_CHUNK)]
+        features = torch.cat([f for f, _ in pieces])
+        return features, None if self.patch_head is None else torch.cat([m for _, m in pieces])
+
+    def _backbone_frozen(self) -> bool:
+        """No gradient and no BatchNorm statistics to update: pieces give exactly the whole batch's result."""
+        if any(p.requires_grad for p in self.backbone.parameters()):
+            return False
+        return not any(m.training for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights that belong in model.safetensors (the classifier of the backbone is dropped)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.classifier.")}
+
+
+class Embeddings(NamedTuple):
+    vectors: np.ndarray  # (N, D) float32, L2-normalised
+    logits: np.ndarray | None  # (N,) counterfeit head
+    patches: np.ndarray | None  # (N, P, patch_dim + 1) float16 patch records
+
+    def rows(self, start: int, end: int) -> "Embeddings":
+        return Embeddings(*(None if field is None else field[start:end] for field in self))
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -77,29 +112,34 @@ class Embedder:
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return self.transform.batch(list(images))
 
+    @property
+    def patch_record_width(self) -> int | None:
+        """Columns of one patch record (descriptor + attention logit), or None without a patch head."""
+        return None if self.net.patch_head is None else self.net.patch_head.dim + 1
+
     @torch.inference_mode()
-    def embed_tensor(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-        embeddings, logits = [], []
+    def embed_tensor(self, batch: torch.Tensor) -> Embeddings:
+        embeddings, logits, patches = [], [], []
         for start in range(0, batch.shape[0], self.batch_size):
             chunk = batch[start : start + self.batch_size]
             if self.channels_last:
                 chunk = chunk.contiguous(memory_format=torch.channels_last)
-            if self.precision == "bf16":
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    emb, logit = self.net(chunk)
-            else:
-                emb, logit = self.net(chunk)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                emb, logit, patch = self.net(chunk)
             embeddings.append(emb.float().numpy())
             if logit is not None:
                 logits.append(logit.float().numpy())
+            if patch is not None:
+                patches.append(patch.float().numpy().astype(np.float16))
         dim = self.embedding_dim
         out = np.concatenate(embeddings) if embeddings else np.zeros((0, dim), np.float32)
-        return out.astype(np.float32), (np.concatenate(logits) if logits else None)
+        return Embeddings(out.astype(np.float32), np.concatenate(logits) if logits else None,
+                          np.concatenate(patches) if patches else None)
 
-    def embed(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Images -> (L2-normalised embeddings (N, D) float32, head logits (N,) or None)."""
+    def embed(self, images: Sequence[Image.Image]) -> Embeddings:
+        """Images -> embeddings, head logits and patch records (see ``Embeddings``)."""
         if not images:
-            return np.zeros((0, self.embedding_dim), np.float32), None
+            return Embeddings(np.zeros((0, self.embedding_dim), np.float32), None, None)
         return self.embed_tensor(self.preprocess(images))
 
     @property

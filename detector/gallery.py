@@ -75,8 +75,10 @@ class Gallery:
             for start in range(0, len(stale), batch_size):
                 chunk = stale[start : start + batch_size]
                 images = [load_image(self.blobs.get(sha), limits=self.limits, name=f"reference {rid}") for rid, sha in chunk]
-                embeddings, _ = self.embedder.embed(images)
-                self.store.update_embeddings([(rid, emb) for (rid, _), emb in zip(chunk, embeddings)], model=self.model)
+                out = self.embedder.embed(images)
+                patches = out.patches if out.patches is not None else [None] * len(chunk)
+                self.store.update_embeddings([(rid, emb, pat) for (rid, _), emb, pat in zip(chunk, out.vectors, patches)],
+                                             model=self.model)
                 done += len(chunk)
                 bar.update(len(chunk))
                 log.info("re-embedded %d/%d references", done, len(stale))
@@ -142,10 +144,11 @@ class Gallery:
         if len(files) > self.max_files:
             raise InvalidInputError(f"{len(files)} files exceeds the limit of {self.max_files} per request")
         images = [load_image(f.data, limits=self.limits, name=f.name) for f in files]
-        embeddings, _ = self.embedder.embed(images)
+        out = self.embedder.embed(images)
+        patches = out.patches if out.patches is not None else [None] * len(files)
         items = [
-            NewReference(sha256_hex(f.data), image.width, image.height, embedding)
-            for f, image, embedding in zip(files, images, embeddings)
+            NewReference(sha256_hex(f.data), image.width, image.height, embedding, patch)
+            for f, image, embedding, patch in zip(files, images, out.vectors, patches)
         ]
         with self._write_lock:
             for f in files:
@@ -165,6 +168,10 @@ class Gallery:
             self.index.remove([ref_id])
             if orphaned:
                 self.blobs.delete(orphaned)
+
+    def reference_patches(self, ids: list[int]) -> dict[int, np.ndarray]:
+        width = self.embedder.patch_record_width
+        return {} if width is None else self.store.reference_patches(ids, width)
 
     def reference_image(self, brand: str, ref_id: int) -> tuple[Reference, bytes]:
         reference = self.store.get_reference(brand, ref_id)

@@ -43,6 +43,7 @@ class ModelConfig:
     head: bool
     weights: str  # PRETRAINED_BACKBONE or WEIGHTS_FILE
     format_version: int = FORMAT_VERSION
+    patch_dim: int | None = None  # None: no patch descriptors (see detector.patches)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str) -> "ModelConfig":
@@ -61,6 +62,7 @@ class ModelConfig:
                 head=bool(data["head"]),
                 weights=str(data["weights"]),
                 format_version=int(data.get("format_version", FORMAT_VERSION)),
+                patch_dim=None if data.get("patch_dim") is None else int(data["patch_dim"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFolderError(f"{source}: invalid or missing field ({exc!r})") from None
@@ -180,6 +182,8 @@ def load_model(path: str | Path | None = None) -> LoadedModel:
     calibration = Calibration.from_dict(_read_json(folder / "calibration.json"), source=str(folder / "calibration.json"))
     metrics = _read_json(folder / "metrics.json")
     spec = get_backbone_spec(config.backbone)
+    if config.patch_dim is not None and config.patch_dim < 1:
+        raise ModelFolderError(f"{folder / 'config.json'}: patch_dim must be positive")
     if spec.feature_dim != config.feature_dim:
         raise ModelFolderError(
             f"{folder / 'config.json'}: feature_dim {config.feature_dim} does not match backbone "
@@ -187,8 +191,8 @@ def load_model(path: str | Path | None = None) -> LoadedModel:
         )
     digest = hashlib.sha256((folder / "config.json").read_bytes())
     if config.weights == PRETRAINED_BACKBONE:
-        if config.embedding_dim is not None or config.head:
-            raise ModelFolderError(f"{folder / 'config.json'}: a projection or head needs {WEIGHTS_FILE}")
+        if config.embedding_dim is not None or config.head or config.patch_dim is not None:
+            raise ModelFolderError(f"{folder / 'config.json'}: a projection, head or patch head needs {WEIGHTS_FILE}")
         net = build_net(config, pretrained=True)
         digest.update((spec.weights.sha256 or spec.weights.source).encode())
     else:
@@ -204,7 +208,10 @@ def load_model(path: str | Path | None = None) -> LoadedModel:
 
 def build_net(config: ModelConfig, *, pretrained: bool) -> EmbeddingNet:
     backbone = build_backbone(config.backbone, pretrained=pretrained)
-    return EmbeddingNet(backbone, feature_dim=config.feature_dim, embedding_dim=config.embedding_dim, head=config.head)
+    if config.patch_dim is not None and backbone.map_channels is None:
+        raise ModelFolderError(f"backbone {config.backbone} gives no feature maps, so it cannot have a patch head")
+    return EmbeddingNet(backbone, feature_dim=config.feature_dim, embedding_dim=config.embedding_dim, head=config.head,
+                        patch_dim=config.patch_dim)
 
 
 def _load_safetensors(net: EmbeddingNet, path: Path) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
+from detector.embedder import Embeddings
 from detector.errors import InvalidInputError
 from detector.gallery import Gallery, UploadFile
 from detector.images import MAX_FILES_PER_CHECK, ImageLimits, load_image
@@ -37,23 +37,21 @@ class Detector:
     def check(self, files: Sequence[UploadFile], *, brand: str | None = None, listing_id: str | None = None) -> dict[str, Any]:
         if brand is not None:
             validate_brand_slug(brand)
-        embeddings, logits = self.embedder.embed_tensor(self.preprocess(files))
-        return self.result(embeddings, logits, brand=brand, listing_id=listing_id)
+        return self.result(self.embedder.embed_tensor(self.preprocess(files)), brand=brand, listing_id=listing_id)
 
-    def result(self, embeddings: np.ndarray, logits: np.ndarray | None, *, brand: str | None,
-               listing_id: str | None) -> dict[str, Any]:
+    def result(self, embeddings: Embeddings, *, brand: str | None, listing_id: str | None) -> dict[str, Any]:
         """Score already-embedded photos against the claimed (or else predicted) brand."""
         index = self.gallery.index
         calibration = self.model.calibration
         reasons: list[str] = []
         claimed = brand
         if claimed is None:
-            probe = gather_evidence(index, embeddings, logits, None, calibration)
+            probe = gather_evidence(index, embeddings, None, calibration)
             votes = Counter(e.predicted_brand for e in probe if e.predicted_brand is not None)
             claimed = votes.most_common(1)[0][0] if votes else None
             if claimed is not None:
                 reasons.append(f"no brand was claimed; checked against the predicted brand {claimed}")
-        evidence = gather_evidence(index, embeddings, logits, claimed, calibration)
+        evidence = gather_evidence(index, embeddings, claimed, calibration, reference_patches=self.gallery.reference_patches)
         score = listing_score(evidence, calibration)
         if score is None:
             verdict = UNVERIFIABLE

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
+from detector.embedder import Embeddings
 from detector.index import GalleryIndex, Hits
 from detector.model_folder import Calibration
+from detector.patches import patch_anomaly_np
 
 GENUINE, SUSPICIOUS, COUNTERFEIT, UNVERIFIABLE = "genuine", "suspicious", "counterfeit", "unverifiable"
 NEAREST_PER_PHOTO = 3
+# The patch signal compares a photo with its closest references of the claimed brand (by embedding).
+PATCH_REFERENCES = 3
+
+PatchLookup = Callable[[list[int]], dict[int, np.ndarray]]
 
 
 @dataclass
@@ -48,20 +55,27 @@ def verdict_for(score: float, calibration: Calibration) -> str:
 
 def gather_evidence(
     index: GalleryIndex,
-    embeddings: np.ndarray,
-    head_logits: np.ndarray | None,
+    photos: Embeddings,
     brand: str | None,
     calibration: Calibration,
+    *,
+    reference_patches: PatchLookup | None = None,
 ) -> list[PhotoEvidence]:
     """Search the gallery for each photo and compute its signals against ``brand``.
 
     With ``brand`` None or without references, only the predicted brand is filled in.
+    ``reference_patches`` gives the stored patch records of references by id; with it and a model
+    that has a patch head, each photo also gets the ``patch_anomaly`` signal.
     """
-    top_k = max(calibration.top_k, NEAREST_PER_PHOTO)
+    embeddings, head_logits = photos.vectors, photos.logits
+    top_k = max(calibration.top_k, NEAREST_PER_PHOTO, PATCH_REFERENCES)
     overall = index.search(embeddings, 1)
     verifiable = brand is not None and index.brand_size(brand) > 0
     own: list[Hits] = index.search_brand(embeddings, brand, top_k) if verifiable else []
     others: list[Hits] = index.search_other_brands(embeddings, brand, 1) if verifiable else []
+    patch_records: dict[int, np.ndarray] = {}
+    if verifiable and photos.patches is not None and reference_patches is not None:
+        patch_records = reference_patches(sorted({int(i) for hits in own for i in hits.ids[:PATCH_REFERENCES]}))
     evidence = []
     for i in range(len(embeddings)):
         best = overall[i]
@@ -85,6 +99,12 @@ def gather_evidence(
             }
             if head_logits is not None:
                 item.signals["head_logit"] = float(head_logits[i])
+            closest = [patch_records[int(r)] for r in own[i].ids[:PATCH_REFERENCES] if int(r) in patch_records]
+            if closest:
+                item.signals["patch_anomaly"] = patch_anomaly_np(photos.patches[i], closest)
+                high = calibration.extra.get("high_patch_anomaly")
+                if high is not None and item.signals["patch_anomaly"] > float(high):
+                    item.flags.append("local_mismatch")
             nearest = list(zip(own[i].ids.tolist()[:NEAREST_PER_PHOTO], sims.tolist()[:NEAREST_PER_PHOTO]))
             if other_sim is not None and other_sim > brand_sim:
                 item.flags.append("brand_mismatch")
@@ -126,9 +146,13 @@ def reasons_for(evidence: list[PhotoEvidence], brand: str | None, verdict: str, 
             )
         if "low_similarity" in e.flags:
             reasons.append(f"photo {e.index} is far from every {brand} reference (best similarity {sim:.2f})")
+        if "local_mismatch" in e.flags:
+            reasons.append(f"photo {e.index}: parts of the closest {brand} references find no match in it "
+                           f"(patch anomaly {e.signals['patch_anomaly']:.2f})")
         if "single_brand_gallery" in e.flags:
             reasons.append(f"photo {e.index}: the gallery holds no other brand to compare with, so this check is weaker")
-        if "brand_mismatch" not in e.flags and "low_similarity" not in e.flags and e.counterfeit_score >= calibration.suspicious_threshold:
+        specific = {"brand_mismatch", "low_similarity", "local_mismatch"}
+        if not specific & set(e.flags) and e.counterfeit_score >= calibration.suspicious_threshold:
             reasons.append(f"photo {e.index} differs from the closest {brand} references (similarity {sim:.2f})")
     if verdict == GENUINE:
         best = max((e for e in evidence if e.counterfeit_score is not None), key=lambda e: e.signals["brand_similarity"])

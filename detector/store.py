@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS refs (
     created_at TEXT NOT NULL,
     model TEXT NOT NULL,
     embedding BLOB NOT NULL,
+    patches BLOB,
     UNIQUE (brand, sha256)
 );
 CREATE INDEX IF NOT EXISTS refs_by_sha ON refs(sha256);
@@ -107,6 +108,7 @@ class NewReference:
     width: int
     height: int
     embedding: np.ndarray
+    patches: np.ndarray | None = None  # (P, patch_dim + 1) patch records, if the model has a patch head
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,10 @@ class ApiKeyRecord:
     brand: str | None
     created_at: str
     revoked_at: str | None
+
+
+def _patch_bytes(patches: np.ndarray | None) -> bytes | None:
+    return None if patches is None else np.ascontiguousarray(patches, np.float16).tobytes()
 
 
 _REF_COLUMNS = "id, brand, product, sha256, width, height, created_at"
@@ -137,6 +143,9 @@ class Store:
         self._conn.execute("PRAGMA foreign_keys=ON")
         with self._lock:
             self._conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(refs)")}
+            if "patches" not in columns:  # a database from before patch descriptors
+                self._conn.execute("ALTER TABLE refs ADD COLUMN patches BLOB")
 
     def close(self) -> None:
         with self._lock:
@@ -218,10 +227,10 @@ class Store:
                     results.append(_reference(existing, duplicate=True))
                     continue
                 cursor = conn.execute(
-                    "INSERT INTO refs(brand, product, sha256, width, height, created_at, model, embedding) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO refs(brand, product, sha256, width, height, created_at, model, embedding, patches) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (brand, product, item.sha256, item.width, item.height, utc_now(), model,
-                     np.asarray(item.embedding, np.float32).tobytes()),
+                     np.asarray(item.embedding, np.float32).tobytes(), _patch_bytes(item.patches)),
                 )
                 row = conn.execute(f"SELECT {_REF_COLUMNS} FROM refs WHERE id = ?", (cursor.lastrowid,)).fetchone()
                 results.append(_reference(row))
@@ -279,14 +288,22 @@ class Store:
         """(id, sha256) of references embedded by another model."""
         return [(r[0], r[1]) for r in self._query("SELECT id, sha256 FROM refs WHERE model != ? ORDER BY id", (model,))]
 
-    def update_embeddings(self, updates: list[tuple[int, np.ndarray]], *, model: str) -> None:
+    def update_embeddings(self, updates: list[tuple[int, np.ndarray, np.ndarray | None]], *, model: str) -> None:
         with self.transaction() as conn:
-            for ref_id, embedding in updates:
+            for ref_id, embedding, patches in updates:
                 conn.execute(
-                    "UPDATE refs SET embedding = ?, model = ? WHERE id = ?",
-                    (np.asarray(embedding, np.float32).tobytes(), model, ref_id),
+                    "UPDATE refs SET embedding = ?, patches = ?, model = ? WHERE id = ?",
+                    (np.asarray(embedding, np.float32).tobytes(), _patch_bytes(patches), model, ref_id),
                 )
             self._bump_version(conn)
+
+    def reference_patches(self, ids: list[int], record_width: int) -> dict[int, np.ndarray]:
+        """Patch records (P, record_width) float16 of the given references that have them."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._query(f"SELECT id, patches FROM refs WHERE id IN ({marks}) AND patches IS NOT NULL", tuple(ids))
+        return {r[0]: np.frombuffer(r[1], dtype=np.float16).reshape(-1, record_width) for r in rows}
 
     def used_digests(self) -> set[str]:
         return {r[0] for r in self._query("SELECT DISTINCT sha256 FROM refs")}

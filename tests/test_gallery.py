@@ -91,7 +91,7 @@ def test_model_change_reembeds_from_originals(tmp_path, zero_shot, embedder):
     g.add_references("acme", _files("acme", range(2)))
     # simulate embeddings made by another model
     ids, _, _, _ = g.store.all_embeddings(embedder.embedding_dim)
-    g.store.update_embeddings([(int(i), np.zeros(embedder.embedding_dim, np.float32)) for i in ids], model="old-model")
+    g.store.update_embeddings([(int(i), np.zeros(embedder.embedding_dim, np.float32), None) for i in ids], model="old-model")
     g.close()
     progress = []
     g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint)

@@ -15,7 +15,7 @@ from tests.synthetic import product_image
 
 def _finetuned_config(name="tiny-finetune") -> ModelConfig:
     base = json.loads((default_model_path() / "config.json").read_text())
-    base.update(name=name, version="0.0.1", embedding_dim=32, head=True, weights=WEIGHTS_FILE)
+    base.update(name=name, version="0.0.1", embedding_dim=32, head=True, patch_dim=16, weights=WEIGHTS_FILE)
     return ModelConfig.from_dict(base, source="test")
 
 
@@ -32,6 +32,7 @@ def test_export_then_load_gives_identical_embeddings(tmp_path, zero_shot):
     with torch.no_grad():
         net.projection.weight.normal_()
         net.head.weight.normal_()
+        net.patch_head.attention.weight.normal_()
     save_model_folder(tmp_path / "m", config=config, calibration=zero_shot.calibration, metrics={"auc": 0.5},
                       model_card="# test\n", net=net)
     loaded = load_model(tmp_path / "m")
@@ -40,10 +41,11 @@ def test_export_then_load_gives_identical_embeddings(tmp_path, zero_shot):
     from detector.embedder import Embedder
 
     # fp32: the round trip must be bit-exact (bf16 kernels may round differently run to run)
-    before_emb, before_logit = Embedder(net.eval(), config.transform(), precision="fp32").embed(images)
-    after_emb, after_logit = loaded.embedder(precision="fp32").embed(images)
-    np.testing.assert_array_equal(before_emb, after_emb)
-    np.testing.assert_array_equal(before_logit, after_logit)
+    before = Embedder(net.eval(), config.transform(), precision="fp32").embed(images)
+    after = loaded.embedder(precision="fp32").embed(images)
+    for field in ("vectors", "logits", "patches"):
+        np.testing.assert_array_equal(getattr(before, field), getattr(after, field))
+    after_emb = after.vectors
     assert after_emb.shape == (2, 32)
     assert loaded.fingerprint != zero_shot.fingerprint
 

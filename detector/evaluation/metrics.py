@@ -93,3 +93,21 @@ def confusion(labels, verdicts: list[str]) -> dict[str, dict[str, int]]:
         row = table["counterfeit" if label else "genuine"]
         row[verdict] = row.get(verdict, 0) + 1
     return table
+
+
+def paired_auc_difference(labels, ours, theirs, *, resamples: int = 1000, seed: int = 0) -> dict:
+    """ROC-AUC of ``ours`` minus ``theirs`` on the same photos, with a 95% paired bootstrap interval
+    (genuine and counterfeit photos resampled separately, both models on the same resample)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    if len(positives) == 0 or len(negatives) == 0:
+        return {"difference": None, "ci95": None, "resamples": 0}
+    rng = np.random.default_rng(seed)
+    differences = []
+    for _ in range(resamples):
+        pick = np.r_[rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))]
+        differences.append(roc_auc(labels[pick], ours[pick]) - roc_auc(labels[pick], theirs[pick]))
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return {"difference": roc_auc(labels, ours) - roc_auc(labels, theirs), "ci95": [float(low), float(high)],
+            "resamples": resamples}

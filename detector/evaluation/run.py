@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from detector.embedder import Embedder
+from detector.embedder import Embedder, Embeddings
 from detector.errors import InvalidInputError
 from detector.evaluation.dataset import Dataset, Sample, load_dataset
 from detector.evaluation.metrics import average_precision, confusion, roc_auc, tpr_at_fpr
@@ -30,7 +30,7 @@ class EmbeddingCache:
     def __init__(self, embedder: Embedder, *, show_progress: bool):
         self.embedder = embedder
         self.show_progress = show_progress
-        self._by_digest: dict[str, tuple[np.ndarray, float | None]] = {}
+        self._by_digest: dict[str, Embeddings] = {}  # one row each
         self._digest_of: dict[Path, str] = {}
 
     def embed_paths(self, paths: list[Path], *, desc: str) -> None:
@@ -48,40 +48,51 @@ class EmbeddingCache:
             for start in range(0, len(items), batch):
                 chunk = items[start : start + batch]
                 images = [load_image(p.read_bytes(), name=str(p)) for _, p in chunk]
-                embeddings, logits = self.embedder.embed(images)
+                out = self.embedder.embed(images)
                 for i, (digest, _) in enumerate(chunk):
-                    self._by_digest[digest] = (embeddings[i], None if logits is None else float(logits[i]))
+                    self._by_digest[digest] = out.rows(i, i + 1)
                 bar.update(len(chunk))
 
-    def matrix(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray | None]:
+    def matrix(self, paths: list[Path]) -> Embeddings:
         rows = [self._by_digest[self._digest_of[p]] for p in paths]
-        embeddings = np.stack([r[0] for r in rows]) if rows else np.zeros((0, self.embedder.embedding_dim), np.float32)
-        logits = None if not rows or rows[0][1] is None else np.array([r[1] for r in rows], np.float32)
-        return embeddings, logits
+        if not rows:
+            return Embeddings(np.zeros((0, self.embedder.embedding_dim), np.float32), None, None)
+        return Embeddings(*(None if parts[0] is None else np.concatenate(parts) for parts in zip(*rows)))
 
 
-def build_index(dataset: Dataset, cache: EmbeddingCache) -> GalleryIndex:
+def build_index(dataset: Dataset, cache: EmbeddingCache) -> tuple[GalleryIndex, dict[int, np.ndarray]]:
+    """A FAISS index over every brand's references, and their patch records by id."""
     index = GalleryIndex(cache.embedder.embedding_dim)
+    patches: dict[int, np.ndarray] = {}
     next_id = 1
     for brand in dataset.brands:
-        embeddings, _ = cache.matrix(dataset.references[brand])
-        unique = {emb.tobytes(): emb for emb in embeddings}  # identical bytes are one reference
-        ids = np.arange(next_id, next_id + len(unique), dtype=np.int64)
-        index.add(ids, [brand] * len(unique), np.stack(list(unique.values())))
-        next_id += len(unique)
-    return index
+        refs = cache.matrix(dataset.references[brand])
+        unique: dict[bytes, int] = {}  # identical bytes are one reference
+        for row, emb in enumerate(refs.vectors):
+            unique.setdefault(emb.tobytes(), row)
+        rows = list(unique.values())
+        ids = np.arange(next_id, next_id + len(rows), dtype=np.int64)
+        index.add(ids, [brand] * len(rows), refs.vectors[rows])
+        if refs.patches is not None:
+            patches.update({int(i): refs.patches[row] for i, row in zip(ids, rows)})
+        next_id += len(rows)
+    return index, patches
 
 
-def score_samples(dataset: Dataset, model: LoadedModel, cache: EmbeddingCache, index: GalleryIndex) -> list[dict[str, Any]]:
+def score_samples(dataset: Dataset, model: LoadedModel, cache: EmbeddingCache, index: GalleryIndex,
+                  patches: dict[int, np.ndarray]) -> list[dict[str, Any]]:
     calibration = model.calibration
     by_brand: dict[str, list[Sample]] = defaultdict(list)
     for sample in dataset.samples:
         by_brand[sample.brand].append(sample)
+    def lookup(ids: list[int]) -> dict[int, np.ndarray]:
+        return {i: patches[i] for i in ids if i in patches}
+
     rows = []
     for brand in sorted(by_brand):
         samples = by_brand[brand]
-        embeddings, logits = cache.matrix([s.path for s in samples])
-        for sample, evidence in zip(samples, gather_evidence(index, embeddings, logits, brand, calibration)):
+        photos = cache.matrix([s.path for s in samples])
+        for sample, evidence in zip(samples, gather_evidence(index, photos, brand, calibration, reference_patches=lookup)):
             rows.append({
                 "brand": sample.brand,
                 "path": sample.path.relative_to(dataset.root).as_posix(),
@@ -156,7 +167,7 @@ def evaluate_rows(data: str | Path | Dataset, model: LoadedModel, *, precision: 
     cache.embed_paths([s.path for s in dataset.samples], desc="embedding listings")
     if not dataset.samples:
         raise InvalidInputError(f"{dataset.root}: no genuine/ or counterfeit/ photos to score")
-    return score_samples(dataset, model, cache, build_index(dataset, cache))
+    return score_samples(dataset, model, cache, *build_index(dataset, cache))
 
 
 def evaluate(data: str | Path, model: LoadedModel, *, out_dir: str | Path | None = None,

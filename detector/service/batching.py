@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 
+from detector.embedder import Embeddings
 from detector.errors import OverloadedError
 
-EmbedFn = Callable[[torch.Tensor], tuple[np.ndarray, "np.ndarray | None"]]
+EmbedFn = Callable[[torch.Tensor], Embeddings]
 
 
 @dataclass
@@ -64,7 +64,7 @@ class MicroBatcher:
                 job.future.set_exception(OverloadedError("the service is shutting down"))
         self._executor.shutdown(wait=True)
 
-    async def embed(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+    async def embed(self, batch: torch.Tensor) -> Embeddings:
         n = int(batch.shape[0])
         if self._queued_images + n > self.max_queue:
             raise OverloadedError(f"{self._queued_images} images are waiting for the model; try again shortly")
@@ -111,7 +111,7 @@ class MicroBatcher:
                 batch = torch.cat([j.batch for j in jobs])
                 self._on_batch(int(batch.shape[0]))
                 try:
-                    embeddings, logits = await loop.run_in_executor(self._executor, self._embed, batch)
+                    out = await loop.run_in_executor(self._executor, self._embed, batch)
                 except Exception as exc:  # hand the failure to every waiting request
                     for job in jobs:
                         if not job.future.done():
@@ -121,5 +121,5 @@ class MicroBatcher:
                 for job in jobs:
                     end = start + int(job.batch.shape[0])
                     if not job.future.done():
-                        job.future.set_result((embeddings[start:end], None if logits is None else logits[start:end]))
+                        job.future.set_result(out.rows(start, end))
                     start = end

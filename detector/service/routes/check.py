@@ -34,8 +34,8 @@ async def run_check(runtime: Runtime, batcher: MicroBatcher, files: list[UploadF
     if brand is not None:
         validate_brand_slug(brand)
     batch = await run_in_threadpool(runtime.detector.preprocess, files)
-    embeddings, logits = await batcher.embed(batch)
-    return await run_in_threadpool(runtime.detector.result, embeddings, logits, brand=brand, listing_id=listing_id)
+    embeddings = await batcher.embed(batch)
+    return await run_in_threadpool(runtime.detector.result, embeddings, brand=brand, listing_id=listing_id)
 
 
 @router.post("", response_model=CheckResult, openapi_extra=CHECK_BODY, responses=ERRORS)

@@ -1,0 +1,134 @@
+"""Patch evidence: the anomaly maths, the patch head through model folders, storage and checks."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from detector.gallery import Gallery, UploadFile
+from detector.images import load_image
+from detector.model_folder import WEIGHTS_FILE, Calibration, ModelConfig, build_net, default_model_path, load_model, save_model_folder
+from detector.patches import SOFTMIN_SHARPNESS, patch_anomaly, reference_anomaly
+from detector.pipeline import Detector
+from detector.scoring import gather_evidence
+from detector.store import Store
+from tests.synthetic import product_photo
+
+PATCH_DIM = 16
+
+
+def _records(n: int = 12, seed: int = 0, dim: int = 8) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat([F.normalize(torch.randn(n, dim, generator=g), dim=-1), torch.zeros(n, 1)], dim=1)
+
+
+def test_a_photo_showing_every_part_of_the_reference_has_no_anomaly():
+    reference = _records()
+    # the same parts in another arrangement (pose), plus background patches of its own
+    photo = torch.cat([reference[torch.randperm(12, generator=torch.Generator().manual_seed(1))], _records(seed=5)])
+    assert float(reference_anomaly(photo, reference)) < 1e-5
+
+
+def test_a_changed_part_counts_by_its_attention():
+    reference = _records()
+    photo = reference.clone()
+    photo[3, :-1] = -reference[3, :-1]  # one part no longer looks like itself
+    uniform = float(reference_anomaly(photo, reference))
+    focused = reference.clone()
+    focused[3, -1] = 6.0  # the reference says that part matters most
+    assert 0 < uniform < float(reference_anomaly(photo, focused))
+
+
+def test_the_best_explaining_reference_wins():
+    photo = _records()
+    same, other = photo.clone(), _records(seed=9)
+    assert float(patch_anomaly(photo, [other, same])) < 0.05 < float(reference_anomaly(photo, other))
+    # with identical references the soft minimum is the value itself
+    value = float(reference_anomaly(photo, other))
+    assert float(patch_anomaly(photo, [other, other, other])) == pytest.approx(value, abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def patch_model(tmp_path_factory, zero_shot):
+    """A model folder with a (randomly initialised) patch head and a calibration that uses it."""
+    base = json.loads((default_model_path() / "config.json").read_text())
+    base.update(name="patchy", version="0.1.0", patch_dim=PATCH_DIM, weights=WEIGHTS_FILE)
+    config = ModelConfig.from_dict(base, source="test")
+    torch.manual_seed(0)
+    net = build_net(config, pretrained=True)
+    calibration = Calibration(features=("brand_similarity", "brand_margin", "patch_anomaly"), weights=(-5.0, -5.0, 8.0),
+                              bias=1.0, suspicious_threshold=0.5, counterfeit_threshold=0.8,
+                              extra={"high_patch_anomaly": 0.0})
+    folder = save_model_folder(tmp_path_factory.mktemp("models") / "patchy", config=config, calibration=calibration,
+                               metrics={}, model_card="# patchy\n", net=net)
+    return load_model(folder)
+
+
+def _files(brand, seeds):
+    return [UploadFile(f"{brand}{s}.png", product_photo(brand, s)) for s in seeds]
+
+
+def _images(brand, seeds):
+    return [load_image(product_photo(brand, s)) for s in seeds]
+
+
+def _gallery(path, model):
+    return Gallery(path, embedder=model.embedder(precision="fp32"), model_fingerprint=model.fingerprint).open(show_progress=False)
+
+
+def test_references_keep_their_patch_records(tmp_path, patch_model):
+    gallery = _gallery(tmp_path / "var", patch_model)
+    gallery.create_brand("acme")
+    refs = gallery.add_references("acme", _files("acme", range(2)))
+    stored = gallery.reference_patches([r.id for r in refs])
+    expected = gallery.embedder.embed(_images("acme", range(2))).patches
+    assert stored[refs[0].id].shape == (14 * 14, PATCH_DIM + 1)
+    np.testing.assert_array_equal(np.stack([stored[r.id] for r in refs]), expected)
+    gallery.close()
+
+
+def test_a_check_gets_patch_evidence_and_a_reason(tmp_path, patch_model):
+    gallery = _gallery(tmp_path / "var", patch_model)
+    for brand in ("acme", "zenit"):
+        gallery.create_brand(brand)
+        gallery.add_references(brand, _files(brand, range(3)))
+    photos = gallery.embedder.embed(_images("acme", [0]) + _images("zenit", [7]))
+    evidence = gather_evidence(gallery.index, photos, "acme", patch_model.calibration,
+                               reference_patches=gallery.reference_patches)
+    own, impostor = (e.signals["patch_anomaly"] for e in evidence)
+    # photo 0 is reference 0 itself, so every part is there: what is left is the softness of the minimum
+    assert own <= np.log(3) / SOFTMIN_SHARPNESS + 1e-3
+    assert impostor > 2 * own
+    result = Detector(patch_model, gallery).check(_files("zenit", [7]), brand="acme")
+    assert "local_mismatch" in result["images"][0]["flags"]
+    assert any("find no match" in reason for reason in result["reasons"])
+    assert result["model"] == {"name": "patchy", "version": "0.1.0"}
+    gallery.close()
+
+
+def test_switching_models_fills_and_keeps_patch_records(tmp_path, zero_shot, patch_model):
+    gallery = _gallery(tmp_path / "var", zero_shot)
+    gallery.create_brand("acme")
+    ids = [r.id for r in gallery.add_references("acme", _files("acme", range(2)))]
+    assert gallery.store.reference_patches(ids, PATCH_DIM + 1) == {}  # the zero-shot model has no patch head
+    gallery.close()
+    reopened = _gallery(tmp_path / "var", patch_model)  # a new model re-embeds from the stored originals
+    assert sorted(reopened.reference_patches(ids)) == ids
+    reopened.close()
+
+
+def test_a_database_from_before_patch_records_is_migrated(tmp_path):
+    store = Store(tmp_path / "db.sqlite3")
+    store.close()
+    conn = sqlite3.connect(tmp_path / "db.sqlite3")
+    conn.execute("ALTER TABLE refs DROP COLUMN patches")
+    conn.commit()
+    conn.close()
+    store = Store(tmp_path / "db.sqlite3")
+    assert "patches" in {row[1] for row in store._query("PRAGMA table_info(refs)")}
+    store.close()
