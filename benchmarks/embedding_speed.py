@@ -28,7 +28,7 @@ def _throughput(embedder, batch: torch.Tensor, repeats: int = 2) -> tuple[float,
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        embeddings, _ = embedder.embed_tensor(batch)
+        embeddings = embedder.embed_tensor(batch).vectors
         best = min(best, time.perf_counter() - start)
     return len(batch) / best, embeddings
 

@@ -21,7 +21,7 @@ from detector.scoring import fuse
 
 # Signals whose weight must not be positive (more similar -> less counterfeit).
 NON_POSITIVE = {"brand_similarity", "brand_topk_similarity", "brand_margin"}
-NON_NEGATIVE = {"other_brand_similarity", "head_logit"}
+NON_NEGATIVE = {"other_brand_similarity", "head_logit", "patch_anomaly"}
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iterations: int = 100,
@@ -75,6 +75,10 @@ def fit_calibration(rows: list[dict[str, Any]], features: list[str], *, suspicio
     suspicious = threshold_at_fpr(y, scores, suspicious_fpr)
     counterfeit = max(suspicious, threshold_at_fpr(y, scores, counterfeit_fpr))
     genuine = [r for r in rows if int(r["label"]) == 0]
+    extra = {}
+    if "patch_anomaly" in features:
+        # informational flag: above the 95th percentile of genuine photos' patch anomaly
+        extra["high_patch_anomaly"] = round(float(np.percentile([float(r["patch_anomaly"]) for r in genuine], 95)), 6)
     return Calibration(
         features=tuple(features), weights=tuple(round(float(w), 6) for w in weights), bias=round(bias, 6),
         suspicious_threshold=_round_up(suspicious), counterfeit_threshold=_round_up(counterfeit),
@@ -84,7 +88,8 @@ def fit_calibration(rows: list[dict[str, Any]], features: list[str], *, suspicio
                # stands in for the best other-brand match when a gallery holds a single brand
                "default_other_similarity": round(float(np.median([float(r["other_brand_similarity"]) for r in genuine])), 6),
                # informational flag: below the 1st percentile of genuine photos' similarity
-               "low_similarity": round(float(np.percentile([float(r["brand_similarity"]) for r in genuine], 1)), 6)},
+               "low_similarity": round(float(np.percentile([float(r["brand_similarity"]) for r in genuine], 1)), 6),
+               **extra},
     )
 
 

@@ -80,13 +80,25 @@ class Item:
     path: Path
     label: int  # 1 counterfeit
     identity: int  # brand index for genuine items; -1 for counterfeits (negatives only)
+    reference: bool = False
+
+
+@dataclass(frozen=True)
+class Batch:
+    pixels: torch.Tensor  # (N, 3, H, W) augmented listing photos and references
+    labels: torch.Tensor  # (N,) 1 counterfeit
+    identities: torch.Tensor  # (N,) brand index, -1 for counterfeits
+    brands: torch.Tensor  # (N,) brand index of every item, counterfeits included
+    is_reference: torch.Tensor  # (N,) bool
+    reference_pixels: torch.Tensor  # (R, 3, H, W) the chosen brands' references as the gallery sees them
+    reference_brands: torch.Tensor  # (R,)
 
 
 def training_items(dataset: Dataset, splits: Splits) -> dict[str, tuple[list[Item], list[Item]]]:
     """Per train brand: (genuine items incl. references, counterfeit items of train kinds)."""
     items = {}
     for i, brand in enumerate(splits.train_brands):
-        genuine = [Item(p, 0, i) for p in dataset.references[brand]]
+        genuine = [Item(p, 0, i, reference=True) for p in dataset.references[brand]]
         genuine += [Item(s.path, 0, i) for s in dataset.samples if s.brand == brand and s.label == 0]
         fakes = [Item(s.path, 1, -1) for s in dataset.samples if s.brand == brand and s.label == 1 and s.kind in splits.train_kinds]
         items[brand] = (genuine, fakes)
@@ -109,7 +121,7 @@ class BatchMaker:
     """Identity-balanced batches: B brands x (G genuine + C counterfeits), reproducible per step."""
 
     def __init__(self, items: dict[str, tuple[list[Item], list[Item]]], transform: EvalTransform, *, seed: int,
-                 batch_brands: int, genuine_per_brand: int, counterfeits_per_brand: int):
+                 batch_brands: int, genuine_per_brand: int, counterfeits_per_brand: int, references_per_brand: int = 0):
         self.items = items
         self.brands = sorted(items)
         self.transform = transform
@@ -117,6 +129,7 @@ class BatchMaker:
         self.batch_brands = min(batch_brands, len(self.brands))
         self.genuine = genuine_per_brand
         self.fakes = counterfeits_per_brand
+        self.references = references_per_brand
         self._cache: dict[Path, Image.Image] = {}
 
     def _image(self, path: Path) -> Image.Image:
@@ -124,15 +137,28 @@ class BatchMaker:
             self._cache[path] = load_image(path.read_bytes(), name=str(path))
         return self._cache[path]
 
-    def batch(self, step: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, step: int, rank: int = 0) -> Batch:
         rng = np.random.default_rng([self.seed, rank, step])
-        chosen: list[Item] = []
+        chosen: list[tuple[int, Item]] = []
+        gallery: list[tuple[int, Item]] = []
         for b in rng.choice(len(self.brands), self.batch_brands, replace=False):
             genuine, fakes = self.items[self.brands[b]]
-            chosen += [genuine[i] for i in rng.choice(len(genuine), min(self.genuine, len(genuine)), replace=False)]
+            chosen += [(b, genuine[i]) for i in rng.choice(len(genuine), min(self.genuine, len(genuine)), replace=False)]
             if fakes:
-                chosen += [fakes[i] for i in rng.choice(len(fakes), min(self.fakes, len(fakes)), replace=False)]
-        pixels = torch.stack([self.transform(augment(self._image(it.path), rng, self.transform.input_size)) for it in chosen])
-        labels = torch.tensor([it.label for it in chosen], dtype=torch.float32)
-        identities = torch.tensor([it.identity for it in chosen], dtype=torch.int64)
-        return pixels, labels, identities
+                chosen += [(b, fakes[i]) for i in rng.choice(len(fakes), min(self.fakes, len(fakes)), replace=False)]
+            references = [it for it in genuine if it.reference]
+            picked = rng.choice(len(references), min(self.references, len(references)), replace=False)
+            gallery += [(b, references[i]) for i in sorted(picked)]
+        size = self.transform.input_size
+        pixels = torch.stack([self.transform(augment(self._image(it.path), rng, size)) for _, it in chosen])
+        reference_pixels = (torch.stack([self.transform(self._image(it.path)) for _, it in gallery]) if gallery
+                            else torch.zeros((0, *pixels.shape[1:])))
+        return Batch(
+            pixels=pixels,
+            labels=torch.tensor([it.label for _, it in chosen], dtype=torch.float32),
+            identities=torch.tensor([it.identity for _, it in chosen], dtype=torch.int64),
+            brands=torch.tensor([b for b, _ in chosen], dtype=torch.int64),
+            is_reference=torch.tensor([it.reference for _, it in chosen], dtype=torch.bool),
+            reference_pixels=reference_pixels,
+            reference_brands=torch.tensor([b for b, _ in gallery], dtype=torch.int64),
+        )

@@ -36,7 +36,7 @@ from detector.scoring import fuse
 from training.calibrate import fit_calibration
 from training.config import load_config
 from training.data import BatchMaker, Splits, load_training_dataset, make_splits, subset, training_items
-from training.losses import supcon_loss
+from training.losses import batch_patch_anomalies, ranking_loss, supcon_loss
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -54,21 +54,23 @@ def init_distributed() -> tuple[int, int]:
 
 def model_config(config: dict[str, Any]) -> ModelConfig:
     zero_shot = json.loads((default_model_path() / "config.json").read_text())
-    backbone = config["model"]["backbone"]
-    spec = get_backbone_spec(backbone)
+    model = config["model"]
+    spec = get_backbone_spec(model["backbone"])
     weights = spec.weights
+    optional = {key: None if model.get(key) is None else int(model[key]) for key in ("embedding_dim", "patch_dim")}
     return ModelConfig(
-        name=config["name"], version=str(config["version"]), backbone=backbone, input_size=weights.input_size,
+        name=config["name"], version=str(config["version"]), backbone=model["backbone"], input_size=weights.input_size,
         crop_pct=weights.crop_pct, interpolation=weights.interpolation, mean=weights.mean, std=weights.std,
-        feature_dim=spec.feature_dim, embedding_dim=int(config["model"]["embedding_dim"]), head=True,
-        weights=WEIGHTS_FILE, format_version=zero_shot["format_version"],
+        feature_dim=spec.feature_dim, head=bool(model.get("head", True)), weights=WEIGHTS_FILE,
+        format_version=zero_shot["format_version"], **optional,
     )
 
 
-def freeze_early_layers(net, train_from_block: int) -> None:
+def freeze_early_layers(net, train_from_block: int | None) -> None:
+    """Blocks before ``train_from_block`` (and the stem) stay frozen; None freezes the whole backbone."""
     for name, parameter in net.backbone.model.named_parameters():
         # the ImageNet classifier is not on the embedding path: it stays as it is
-        frozen = name.startswith(("conv_stem", "bn1", "classifier")) or (
+        frozen = train_from_block is None or name.startswith(("conv_stem", "bn1", "classifier")) or (
             name.startswith("blocks.") and int(name.split(".")[1]) < train_from_block)
         parameter.requires_grad = not frozen
 
@@ -150,18 +152,28 @@ def train(config: dict[str, Any], *, resume: bool = False, show_progress: bool =
     val_set = subset(dataset, splits.val_brands, splits.train_kinds + splits.val_kinds)
     mconfig = model_config(config)
     net = build_net(mconfig, pretrained=True)
-    freeze_early_layers(net, int(config["model"]["train_from_block"]))
+    train_from = config["model"].get("train_from_block")
+    freeze_early_layers(net, None if train_from is None else int(train_from))
     set_frozen_eval(net)
     precision = resolve_precision(tc.get("precision", "auto"))
     heads = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
     body = [p for n, p in net.named_parameters() if p.requires_grad and n.startswith("backbone.")]
+    if not heads and not body:
+        raise DetectorError("nothing to train: the backbone is frozen and the model has no projection, head or patch head")
+    # SupCon shapes the embedding only when something on its path can learn
+    embedding_learns = bool(body) or any(p.requires_grad for p in net.projection.parameters())
+    weights = {"supcon": float(tc.get("supcon_weight", 1.0)) if embedding_learns else 0.0,
+               "head_bce": float(tc.get("head_weight", 1.0)) if net.head is not None else 0.0,
+               "patch_rank": float(tc.get("patch_weight", 1.0)) if net.patch_head is not None else 0.0}
     optimizer = torch.optim.AdamW([{"params": heads, "lr": float(tc["lr"])}, {"params": body, "lr": float(tc["backbone_lr"])}],
                                   weight_decay=float(tc["weight_decay"]))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
+    net.to(memory_format=torch.channels_last)
     model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
     batches = BatchMaker(training_items(dataset, splits), mconfig.transform(), seed=seed,
                          batch_brands=int(tc["batch_brands"]), genuine_per_brand=int(tc["genuine_per_brand"]),
-                         counterfeits_per_brand=int(tc["counterfeits_per_brand"]))
+                         counterfeits_per_brand=int(tc["counterfeits_per_brand"]),
+                         references_per_brand=int(tc.get("references_per_brand", 8)) if weights["patch_rank"] else 0)
 
     state = {"step": 0, "best_auroc": -1.0, "bad_evals": 0, "history": []}
     checkpoint_path = out / CHECKPOINT
@@ -183,21 +195,16 @@ def train(config: dict[str, Any], *, resume: bool = False, show_progress: bool =
         step = state["step"]
         for group, base in zip(optimizer.param_groups, base_lrs):
             group["lr"] = base * lr_factor(step, total, int(tc["warmup_steps"]))
-        pixels, labels, identities = batches.batch(step, rank)
+        batch = batches.batch(step, rank)
         torch.manual_seed(hash((seed, rank, step)) % (2**63))  # the feature dropout, reproducible per step
-        pixels = pixels.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            embeddings, logits = model(pixels)
-        contrastive = supcon_loss(embeddings.float(), identities, float(tc["temperature"]))
-        positives = labels.sum().clamp(min=1.0)
-        head = F.binary_cross_entropy_with_logits(logits.float(), labels, pos_weight=(len(labels) - positives) / positives)
-        loss = contrastive + float(tc["head_weight"]) * head
+        losses = step_losses(model, batch, weights, tc, precision)
+        loss = sum(weights[name] * value for name, value in losses.items())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], float(tc["grad_clip"]))
         optimizer.step()
         state["step"] = step + 1
-        record = {"step": step + 1, "loss": loss.item(), "supcon": contrastive.item(), "head_bce": head.item()}
+        record = {"step": step + 1, "loss": loss.item(), **{name: value.item() for name, value in losses.items()}}
         bar.update(1)
         bar.set_postfix(loss=f"{record['loss']:.3f}")
         if state["step"] % int(tc["eval_every"]) == 0 or state["step"] == total:
@@ -231,6 +238,29 @@ def train(config: dict[str, Any], *, resume: bool = False, show_progress: bool =
     return {"state": state, "splits": splits, "model_config": mconfig, "rank": rank, "precision": precision, "dataset": dataset}
 
 
+def step_losses(model, batch, weights: dict[str, float], tc: dict[str, Any], precision: str) -> dict[str, torch.Tensor]:
+    """The enabled losses of one batch: listing photos and, for the patch loss, their brands' references."""
+    n = len(batch.labels)
+    pixels = torch.cat([batch.pixels, batch.reference_pixels]).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        embeddings, logits, patches = model(pixels)
+    embeddings = embeddings.float()
+    losses = {}
+    if weights["supcon"]:
+        losses["supcon"] = supcon_loss(embeddings[:n], batch.identities, float(tc["temperature"]))
+    if weights["head_bce"]:
+        labels = batch.labels
+        positives = labels.sum().clamp(min=1.0)
+        losses["head_bce"] = F.binary_cross_entropy_with_logits(logits[:n].float(), labels,
+                                                                pos_weight=(len(labels) - positives) / positives)
+    if weights["patch_rank"]:
+        listing = ~batch.is_reference  # a reference against its own gallery would be trivially genuine
+        anomalies = batch_patch_anomalies(patches[:n][listing].float(), embeddings[:n][listing], batch.brands[listing],
+                                          patches[n:].float(), embeddings[n:], batch.reference_brands)
+        losses["patch_rank"] = ranking_loss(anomalies, batch.labels[listing], float(tc.get("patch_temperature", 0.05)))
+    return losses
+
+
 def plot_curves(history: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -239,7 +269,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
 
     steps = [h["step"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for key in ("loss", "supcon", "head_bce"):
+    for key in [k for k in history[0] if k not in ("step", "val_auroc")] if history else []:
         values = np.array([h[key] for h in history])
         window = max(1, len(values) // 30)
         smooth = np.convolve(values, np.ones(window) / window, mode="valid")

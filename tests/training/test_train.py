@@ -19,6 +19,7 @@ from training.config import load_config
 from training.data import make_splits, subset, training_items
 from training.synth.generate import SynthConfig, generate
 from training.train import load_checkpoint, train
+from training.train import model_config as load_config_model
 from tests.synthetic import product_image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,8 +50,9 @@ def test_one_step_smoke_then_export_roundtrip(tiny_data, tmp_path):
         assert (run / name).exists(), name
     assert "train.steps" not in (run / "config.resolved.yaml").read_text() and "steps: 1" in (run / "config.resolved.yaml").read_text()
     model = load_model(folder)
-    assert model.config.embedding_dim == 256 and model.config.head
-    assert model.calibration.features == ("brand_similarity", "brand_margin", "head_logit")
+    # the default recipe: frozen backbone and pooled features, a trained patch head
+    assert model.config.embedding_dim is None and not model.config.head and model.config.patch_dim == 128
+    assert model.calibration.features == ("brand_similarity", "brand_margin", "patch_anomaly")
     assert "## Measured against the zero-shot model" in (folder / "MODEL_CARD.md").read_text()
     # the exported weights are exactly the best checkpoint's
     net = build_net(model.config, pretrained=False)
@@ -60,8 +62,9 @@ def test_one_step_smoke_then_export_roundtrip(tiny_data, tmp_path):
     images = [product_image("acme", 1), product_image("zenit", 2)]
     expected = Embedder(net.eval(), model.config.transform(), precision="fp32").embed(images)
     got = model.embedder(precision="fp32").embed(images)
-    np.testing.assert_array_equal(expected[0], got[0])
-    np.testing.assert_array_equal(expected[1], got[1])
+    np.testing.assert_array_equal(expected.vectors, got.vectors)
+    np.testing.assert_array_equal(expected.patches, got.patches)
+    assert got.patches.shape == (2, 14 * 14, 129)
 
 
 def test_resume_reproduces_the_uninterrupted_run(tiny_data, tmp_path):
@@ -116,4 +119,19 @@ def test_distributed_two_processes_on_cpu(tiny_data, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["step"] for h in history] == [1, 2]
-    assert load_model(tmp_path / "model").config.head
+    assert load_model(tmp_path / "model").config.patch_dim == 128
+
+
+def test_projection_head_and_backbone_blocks_train_too(tiny_data, tmp_path):
+    """A recipe that also trains a projection (SupCon), a counterfeit head and the last blocks."""
+    config = load_config(RECIPE, _overrides(tiny_data, tmp_path, **{"model.embedding_dim": 32, "model.head": "true",
+                                                                     "model.train_from_block": 6}))
+    before = build_net(load_config_model(config), pretrained=True).state_dict()
+    train(config, show_progress=False)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert {"supcon", "head_bce", "patch_rank"} <= set(history[0])
+    after = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    changed = {k.split(".")[0] if not k.startswith("backbone.") else ".".join(k.split(".")[:4])
+               for k in after if k in before and not torch.equal(after[k], before[k])}
+    assert {"projection", "head", "patch_head", "backbone.model.blocks.6"} <= changed
+    assert not any(k.startswith(("backbone.model.blocks.5", "backbone.model.conv_stem")) for k in changed)
