@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import json
+
 import pytest
+import torch
 
 from detector.gallery import Gallery, UploadFile
-from detector.model_folder import load_model
+from detector.model_folder import WEIGHTS_FILE, Calibration, ModelConfig, build_net, default_model_path, load_model, save_model_folder
 from detector.pipeline import Detector
 from tests.synthetic import product_photo
+
+PATCH_DIM = 16
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +42,19 @@ def populated(gallery):
 @pytest.fixture
 def detector(zero_shot, populated):
     return Detector(zero_shot, populated)
+
+
+@pytest.fixture(scope="session")
+def patch_model(tmp_path_factory, zero_shot):
+    """A model folder with a (randomly initialised) patch head and a calibration that uses it."""
+    base = json.loads((default_model_path() / "config.json").read_text())
+    base.update(name="patchy", version="0.1.0", patch_dim=PATCH_DIM, weights=WEIGHTS_FILE)
+    config = ModelConfig.from_dict(base, source="test")
+    torch.manual_seed(0)
+    net = build_net(config, pretrained=True)
+    calibration = Calibration(features=("brand_similarity", "brand_margin", "patch_anomaly"), weights=(-5.0, -5.0, 8.0),
+                              bias=1.0, suspicious_threshold=0.5, counterfeit_threshold=0.8,
+                              extra={"high_patch_anomaly": 0.0})
+    folder = save_model_folder(tmp_path_factory.mktemp("models") / "patchy", config=config, calibration=calibration,
+                               metrics={}, model_card="# patchy\n", net=net)
+    return load_model(folder)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 import numpy as np
@@ -12,14 +11,12 @@ import torch.nn.functional as F
 
 from detector.gallery import Gallery, UploadFile
 from detector.images import load_image
-from detector.model_folder import WEIGHTS_FILE, Calibration, ModelConfig, build_net, default_model_path, load_model, save_model_folder
 from detector.patches import SOFTMIN_SHARPNESS, patch_anomaly, reference_anomaly
 from detector.pipeline import Detector
 from detector.scoring import gather_evidence
 from detector.store import Store
+from tests.conftest import PATCH_DIM
 from tests.synthetic import product_photo
-
-PATCH_DIM = 16
 
 
 def _records(n: int = 12, seed: int = 0, dim: int = 8) -> torch.Tensor:
@@ -51,22 +48,6 @@ def test_the_best_explaining_reference_wins():
     # with identical references the soft minimum is the value itself
     value = float(reference_anomaly(photo, other))
     assert float(patch_anomaly(photo, [other, other, other])) == pytest.approx(value, abs=1e-5)
-
-
-@pytest.fixture(scope="module")
-def patch_model(tmp_path_factory, zero_shot):
-    """A model folder with a (randomly initialised) patch head and a calibration that uses it."""
-    base = json.loads((default_model_path() / "config.json").read_text())
-    base.update(name="patchy", version="0.1.0", patch_dim=PATCH_DIM, weights=WEIGHTS_FILE)
-    config = ModelConfig.from_dict(base, source="test")
-    torch.manual_seed(0)
-    net = build_net(config, pretrained=True)
-    calibration = Calibration(features=("brand_similarity", "brand_margin", "patch_anomaly"), weights=(-5.0, -5.0, 8.0),
-                              bias=1.0, suspicious_threshold=0.5, counterfeit_threshold=0.8,
-                              extra={"high_patch_anomaly": 0.0})
-    folder = save_model_folder(tmp_path_factory.mktemp("models") / "patchy", config=config, calibration=calibration,
-                               metrics={}, model_card="# patchy\n", net=net)
-    return load_model(folder)
 
 
 def _files(brand, seeds):

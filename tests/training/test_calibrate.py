@@ -51,3 +51,17 @@ def test_sign_constraint_drops_a_feature_that_fits_backwards():
 def test_one_class_is_an_error():
     with pytest.raises(ValueError):
         fit_logistic(np.zeros((4, 1)), np.zeros(4))
+
+
+def test_patch_anomaly_only_raises_the_score_and_sets_its_flag_threshold():
+    rng = np.random.default_rng(3)
+    rows = _rows(rng)
+    for r in rows:
+        r["patch_anomaly"] = rng.normal(0.30 if r["label"] else 0.25, 0.03)
+    calibration = fit_calibration(rows, ["brand_margin", "patch_anomaly"])
+    assert dict(zip(calibration.features, calibration.weights))["patch_anomaly"] > 0
+    anomalies = np.linspace(0.0, 0.6, 40)
+    scores = [fuse({"brand_margin": 0.0, "patch_anomaly": a}, calibration) for a in anomalies]
+    assert all(a <= b for a, b in zip(scores, scores[1:]))  # more anomaly, never a lower score
+    genuine = [r["patch_anomaly"] for r in rows if r["label"] == 0]
+    assert calibration.extra["high_patch_anomaly"] == pytest.approx(np.percentile(genuine, 95), abs=1e-6)
