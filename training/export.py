@@ -62,11 +62,12 @@ def benchmark(model, entry: dict[str, Any], seen_kinds: set[str], *, show_progre
 
 
 def export_model(config: dict[str, Any], mconfig: ModelConfig, calibration: Calibration, net, result: dict[str, Any],
-                 *, show_progress: bool = True) -> Path:
+                 *, provenance: dict[str, Any], show_progress: bool = True) -> Path:
+    """``provenance``: the command that trained it and its wall time up to export (shown in the card)."""
     folder = Path(config["export"])
     splits = result["splits"]
     state = result["state"]
-    metrics: dict[str, Any] = {"validation_roc_auc": state["best_auroc"], "steps": state["step"],
+    metrics: dict[str, Any] = {"validation_roc_auc": state["best_auroc"], "steps": state["step"], "provenance": provenance,
                                "splits": {k: list(v) for k, v in splits.__dict__.items()}, "benchmarks": {}}
     save_model_folder(folder, config=mconfig, calibration=calibration, metrics=metrics, model_card="(pending)\n", net=net)
     trained, zero_shot = load_model(folder), load_model(None)
@@ -136,6 +137,14 @@ def model_card(config: dict[str, Any], mconfig: ModelConfig, calibration: Calibr
         f"counterfeit kind: {len(splits['train_brands'])} training brands, {len(splits['val_brands'])} validation brands; "
         f"training kinds {splits['train_kinds']}, validation kinds {splits['val_kinds']} (calibration only), "
         f"held-out kinds {splits['holdout_kinds']} (never used).", "",
+        "## Reproduce", "",
+        "```bash", metrics["provenance"].get("command", "cfd train --config <recipe>"), "```", "",
+        *([f"Wall time from the start of that command to export (data generation, training, calibration), on the "
+           f"machine that trained it: {metrics['provenance']['wall_s_to_export']} s"
+           + (" (a resumed run: this invocation only)." if metrics["provenance"].get("resumed") else ".")]
+          if "wall_s_to_export" in metrics["provenance"] else []), "",
+        "Benchmarks, for either model (`--model` omitted: the zero-shot one):", "",
+        "```bash", *[b["command"] for b in metrics["benchmarks"].values()], "```", "",
         "## Recipe", "",
         "```yaml", json.dumps(config["train"], indent=2), "```", "",
         f"Stopped after {metrics['steps']} steps; best validation ROC-AUC (unseen brands) {metrics['validation_roc_auc']:.4f}.",
@@ -177,6 +186,7 @@ def model_card(config: dict[str, Any], mconfig: ModelConfig, calibration: Calibr
               "- Trained on synthetic products only; real-photo performance is the grocery-store row above.",
               "- The fusion weights are fitted on synthetic validation brands. Compare each signal's own ROC-AUC above: "
               "where a signal is weaker on real photos than on synthetic ones, the fusion leans on it more than it earns there.",
-              "- Per-kind figures rest on 36 counterfeit photos each: differences under about 0.05 ROC-AUC are noise.",
+              "- Per-kind rows rest on the synthetic sets' 3 photos per brand and kind: read them with the intervals "
+              "of the larger subsets above in mind.",
               "- Thresholds are set at target false-positive rates on synthetic validation brands.", ""]
     return "\n".join(lines)

@@ -287,7 +287,8 @@ def plot_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def finish(config: dict[str, Any], result: dict[str, Any], *, show_progress: bool = True) -> Path:
+def finish(config: dict[str, Any], result: dict[str, Any], *, provenance: dict[str, Any] | None = None,
+           show_progress: bool = True) -> Path:
     """Best weights -> calibration on validation brands -> model folder -> benchmark metrics."""
     from training.export import export_model
 
@@ -304,7 +305,7 @@ def finish(config: dict[str, Any], result: dict[str, Any], *, show_progress: boo
                                   counterfeit_fpr=float(config["calibration"]["counterfeit_fpr"]),
                                   notes=f"fitted on {len(rows)} photos of the validation brands {list(splits.val_brands)}, "
                                         f"kinds {list(splits.train_kinds + splits.val_kinds)}")
-    return export_model(config, mconfig, calibration, net, result, show_progress=show_progress)
+    return export_model(config, mconfig, calibration, net, result, provenance=provenance or {}, show_progress=show_progress)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,7 +331,10 @@ def run_from_args(args) -> None:
     if result["rank"] == 0 and not finished:
         print(f"paused at step {result['state']['step']}; continue with --resume", file=sys.stderr)
     elif result["rank"] == 0:
-        folder = finish(config, result, show_progress=not args.quiet)
+        command = " ".join(["cfd train --config", str(args.config), *(["--resume"] if args.resume else []), *args.overrides])
+        provenance = {"command": command, "wall_s_to_export": round(time.time() - started),
+                      "resumed": bool(args.resume)}
+        folder = finish(config, result, provenance=provenance, show_progress=not args.quiet)
         print(f"exported {folder} in {time.time() - started:.0f} s", file=sys.stderr)
 
 
