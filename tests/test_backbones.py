@@ -81,3 +81,13 @@ def test_weights_file_that_does_not_fit_is_an_error(tmp_path):
     torch.save({"conv1.weight": torch.zeros(1)}, path)
     with pytest.raises(WeightsError, match="does not fit"):
         build_backbone("resnet50", weights_path=path)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "resnet50"])
+def test_feature_maps_come_with_the_pooled_features(name):
+    backbone = build_backbone(name, pretrained=False).eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        pooled, maps = backbone.forward_with_maps(x)
+        torch.testing.assert_close(pooled, backbone(x))  # one pass gives both, the same pooled features
+    assert maps.shape == (2, backbone.map_channels, 14, 14)  # stride 16: a 14 x 14 grid of patches
