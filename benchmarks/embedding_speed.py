@@ -7,7 +7,6 @@ bf16 autocast with channels_last, in one run; plus how far bf16 moves the embedd
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import save_bars  # noqa: E402
 from detector.embedder import Embedder  # noqa: E402
 from detector.model_folder import load_model  # noqa: E402
 from tests.synthetic import STYLES, product_image  # noqa: E402
@@ -61,19 +61,8 @@ def main() -> None:
     print(f"{'configuration':<30}{'img/s':>8}{'ratio':>8}{'min cos vs fp32':>17}")
     for name, r in rows.items():
         print(f"{name:<30}{r['images_per_s']:>8}{r['ratio_vs_baseline']:>8}{r['min_cosine_vs_fp32']:>17}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "embedding_speed.json").write_text(json.dumps(rows, indent=2) + "\n")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.barh(list(rows), [r["images_per_s"] for r in rows.values()])
-    ax.set_xlabel("images / second (EfficientNet-Lite0, 224 px, CPU)")
-    fig.tight_layout()
-    fig.savefig(args.out / "embedding_speed.png", dpi=110)
-
+    save_bars(args.out, "embedding_speed", rows, value="images_per_s",
+              xlabel="images / second (EfficientNet-Lite0, 224 px, CPU)")
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,6 @@ patch model reading three references' patch records from SQLite and matching the
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import save_bars  # noqa: E402
 from detector.gallery import Gallery, UploadFile  # noqa: E402
 from detector.model_folder import load_model  # noqa: E402
 from detector.pipeline import Detector  # noqa: E402
@@ -73,19 +73,7 @@ def main() -> None:
     print(f"{'model':<24}{'p50 ms':>9}{'p95 ms':>9}{'ratio':>8}")
     for name, r in rows.items():
         print(f"{name:<24}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p50_ratio_vs_baseline']:>8}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "patch_overhead.json").write_text(json.dumps(rows, indent=2) + "\n")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 2.4))
-    ax.barh(list(rows), [r["p50_ms"] for r in rows.values()])
-    ax.set_xlabel("median ms per one-photo check (CPU)")
-    fig.tight_layout()
-    fig.savefig(args.out / "patch_overhead.png", dpi=110)
-
+    save_bars(args.out, "patch_overhead", rows, value="p50_ms", xlabel="median ms per one-photo check (CPU)", height=2.4)
 
 if __name__ == "__main__":
     main()
