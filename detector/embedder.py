@@ -71,6 +71,10 @@ class Embeddings(NamedTuple):
     def rows(self, start: int, end: int) -> "Embeddings":
         return Embeddings(*(None if field is None else field[start:end] for field in self))
 
+    def patches_per_photo(self) -> list[np.ndarray | None]:
+        """One patch record (or None, without a patch head) per photo, to store beside its vector."""
+        return list(self.patches) if self.patches is not None else [None] * len(self.vectors)
+
 
 PRECISIONS = ("auto", "fp32", "bf16")
 

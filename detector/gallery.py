@@ -76,9 +76,9 @@ class Gallery:
                 chunk = stale[start : start + batch_size]
                 images = [load_image(self.blobs.get(sha), limits=self.limits, name=f"reference {rid}") for rid, sha in chunk]
                 out = self.embedder.embed(images)
-                patches = out.patches if out.patches is not None else [None] * len(chunk)
-                self.store.update_embeddings([(rid, emb, pat) for (rid, _), emb, pat in zip(chunk, out.vectors, patches)],
-                                             model=self.model)
+                self.store.update_embeddings(
+                    [(rid, emb, pat) for (rid, _), emb, pat in zip(chunk, out.vectors, out.patches_per_photo())],
+                    model=self.model)
                 done += len(chunk)
                 bar.update(len(chunk))
                 log.info("re-embedded %d/%d references", done, len(stale))
@@ -145,10 +145,9 @@ class Gallery:
             raise InvalidInputError(f"{len(files)} files exceeds the limit of {self.max_files} per request")
         images = [load_image(f.data, limits=self.limits, name=f.name) for f in files]
         out = self.embedder.embed(images)
-        patches = out.patches if out.patches is not None else [None] * len(files)
         items = [
             NewReference(sha256_hex(f.data), image.width, image.height, embedding, patch)
-            for f, image, embedding, patch in zip(files, images, out.vectors, patches)
+            for f, image, embedding, patch in zip(files, images, out.vectors, out.patches_per_photo())
         ]
         with self._write_lock:
             for f in files:

@@ -23,6 +23,8 @@ NEAREST_PER_PHOTO = 3
 PATCH_REFERENCES = 3
 
 PatchLookup = Callable[[list[int]], dict[int, np.ndarray]]
+# Flags that come with a reason of their own; other suspicious photos get the general one.
+EXPLAINED_FLAGS = frozenset({"brand_mismatch", "low_similarity", "local_mismatch"})
 
 
 @dataclass
@@ -151,8 +153,7 @@ def reasons_for(evidence: list[PhotoEvidence], brand: str | None, verdict: str, 
                            f"(patch anomaly {e.signals['patch_anomaly']:.2f})")
         if "single_brand_gallery" in e.flags:
             reasons.append(f"photo {e.index}: the gallery holds no other brand to compare with, so this check is weaker")
-        specific = {"brand_mismatch", "low_similarity", "local_mismatch"}
-        if not specific & set(e.flags) and e.counterfeit_score >= calibration.suspicious_threshold:
+        if not EXPLAINED_FLAGS & set(e.flags) and e.counterfeit_score >= calibration.suspicious_threshold:
             reasons.append(f"photo {e.index} differs from the closest {brand} references (similarity {sim:.2f})")
     if verdict == GENUINE:
         best = max((e for e in evidence if e.counterfeit_score is not None), key=lambda e: e.signals["brand_similarity"])

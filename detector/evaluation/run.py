@@ -85,6 +85,7 @@ def score_samples(dataset: Dataset, model: LoadedModel, cache: EmbeddingCache, i
     by_brand: dict[str, list[Sample]] = defaultdict(list)
     for sample in dataset.samples:
         by_brand[sample.brand].append(sample)
+
     def lookup(ids: list[int]) -> dict[int, np.ndarray]:
         return {i: patches[i] for i in ids if i in patches}
 
