@@ -12,6 +12,7 @@ from torch import nn
 
 from detector.backbones import FeatureExtractor
 from detector.patches import PatchHead
+from detector.precision import resolve_precision
 from detector.transforms import EvalTransform
 
 # A frozen backbone runs in pieces of this many images: ~1.9x faster than one batch of 144 on a
@@ -58,9 +59,22 @@ class EmbeddingNet(nn.Module):
             return False
         return not any(m.training for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Weights that belong in model.safetensors (the classifier of the backbone is dropped)."""
+    def loadable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Every tensor a model file may hold (the backbone's ImageNet classifier is never saved)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.classifier.")}
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """What model.safetensors holds: the projection and heads, and the backbone tensors training can
+        change (learning parameters and the BatchNorm statistics of the modules they belong to).
+        The frozen rest comes from the registry's pretrained weights when the model loads."""
+        learning = set()
+        for module_name, module in self.named_modules():
+            own = list(module.parameters(recurse=False))
+            if not module_name.startswith("backbone") or any(p.requires_grad for p in own):
+                prefix = f"{module_name}." if module_name else ""
+                learning.update(prefix + n for n, _ in (*module.named_parameters(recurse=False),
+                                                        *module.named_buffers(recurse=False)))
+        return {k: v for k, v in self.loadable_state_dict().items() if k in learning}
 
 
 class Embeddings(NamedTuple):
@@ -76,27 +90,6 @@ class Embeddings(NamedTuple):
         return list(self.patches) if self.patches is not None else [None] * len(self.vectors)
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); emulated bf16 is slow."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str) -> str:
-    """'auto' is bf16 on CPUs with native bf16 (metrics checked unchanged, see benchmarks/), else fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    if precision == "auto":
-        return "bf16" if native_bf16() else "fp32"
-    return precision
-
-
 class Embedder:
     """Runs an EmbeddingNet on PIL images in batches, with the model's own eval transform."""
 
@@ -108,10 +101,6 @@ class Embedder:
         # channels_last is ~1.7x faster on this CPU for the same fp32 arithmetic (benchmarks/)
         self.channels_last = channels_last
         self.net = net.eval().to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-
-    @property
-    def has_head(self) -> bool:
-        return self.net.head is not None
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return self.transform.batch(list(images))

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 
 from detector.backbones import build_backbone, get_backbone_spec
 from detector.embedder import Embedder, EmbeddingNet
+from detector.precision import resolve_precision
 from detector.errors import DetectorError, ModelFolderError
 from detector.fsutil import atomic_write_bytes
-from detector.transforms import EvalTransform
+from detector.results import COUNTERFEIT, GENUINE, SUSPICIOUS
+from detector.signals import OTHER_BRAND_SIGNALS, SIGNALS, produced_signals
+from detector.transforms import EvalTransform, InputConfig
 
 FORMAT_VERSION = 1
 PRETRAINED_BACKBONE = "pretrained-backbone"
@@ -33,11 +38,7 @@ class ModelConfig:
     name: str
     version: str
     backbone: str
-    input_size: int
-    crop_pct: float
-    interpolation: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    input: InputConfig
     feature_dim: int
     embedding_dim: int | None  # None: no projection, embeddings are the pooled features
     head: bool
@@ -52,11 +53,13 @@ class ModelConfig:
                 name=str(data["name"]),
                 version=str(data["version"]),
                 backbone=str(data["backbone"]),
-                input_size=int(data["input_size"]),
-                crop_pct=float(data["crop_pct"]),
-                interpolation=str(data["interpolation"]),
-                mean=tuple(float(v) for v in data["mean"]),
-                std=tuple(float(v) for v in data["std"]),
+                input=InputConfig(
+                    input_size=int(data["input_size"]),
+                    crop_pct=float(data["crop_pct"]),
+                    interpolation=str(data["interpolation"]),
+                    mean=tuple(float(v) for v in data["mean"]),
+                    std=tuple(float(v) for v in data["std"]),
+                ),
                 feature_dim=int(data["feature_dim"]),
                 embedding_dim=None if data.get("embedding_dim") is None else int(data["embedding_dim"]),
                 head=bool(data["head"]),
@@ -70,16 +73,30 @@ class ModelConfig:
             raise ModelFolderError(f"{source}: format_version {config.format_version} is not supported")
         if config.weights not in (PRETRAINED_BACKBONE, WEIGHTS_FILE):
             raise ModelFolderError(f"{source}: weights must be {PRETRAINED_BACKBONE!r} or {WEIGHTS_FILE!r}")
-        if len(config.mean) != 3 or len(config.std) != 3:
-            raise ModelFolderError(f"{source}: mean and std need three values")
+        if config.patch_dim is not None and config.patch_dim < 1:
+            raise ModelFolderError(f"{source}: patch_dim must be positive")
         return config
+
+    def to_dict(self) -> dict[str, Any]:
+        """config.json keeps the input fields at the top level."""
+        data = asdict(self)
+        data.update(data.pop("input"))
+        return data
 
     @property
     def output_dim(self) -> int:
         return self.embedding_dim or self.feature_dim
 
+    @property
+    def signals(self) -> frozenset[str]:
+        return produced_signals(head=self.head, patch_head=self.patch_dim is not None)
+
     def transform(self) -> EvalTransform:
-        return EvalTransform(self.input_size, self.crop_pct, self.interpolation, self.mean, self.std)
+        return EvalTransform(self.input)
+
+
+# calibration.json keeps these in "extra"; they are typed here because scoring reads them.
+_TYPED_EXTRA = ("default_other_similarity", "low_similarity", "high_patch_anomaly")
 
 
 @dataclass(frozen=True)
@@ -94,12 +111,20 @@ class Calibration:
     top_k: int = 3
     aggregation: str = "max"
     notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    # stands in for the best other-brand similarity when the gallery holds a single brand
+    default_other_similarity: float | None = None
+    # flags with a reason of their own: below / above these the photo is flagged (None: no such flag)
+    low_similarity: float | None = None
+    high_patch_anomaly: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # provenance: targets, sample counts
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str) -> "Calibration":
         try:
             thresholds = data["thresholds"]
+            extra = dict(data.get("extra", {}))
+            typed = {key: None if extra.get(key) is None else float(extra.pop(key)) for key in _TYPED_EXTRA}
+            extra = {k: v for k, v in extra.items() if k not in _TYPED_EXTRA}
             calibration = cls(
                 features=tuple(str(f) for f in data["features"]),
                 weights=tuple(float(w) for w in data["weights"]),
@@ -109,9 +134,10 @@ class Calibration:
                 top_k=int(data.get("top_k", 3)),
                 aggregation=str(data.get("aggregation", "max")),
                 notes=str(data.get("notes", "")),
-                extra=dict(data.get("extra", {})),
+                extra=extra,
+                **typed,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelFolderError(f"{source}: invalid or missing field ({exc!r})") from None
         if len(calibration.features) != len(calibration.weights):
             raise ModelFolderError(f"{source}: {len(calibration.features)} features but {len(calibration.weights)} weights")
@@ -121,7 +147,30 @@ class Calibration:
             raise ModelFolderError(f"{source}: aggregation must be 'max' or 'mean'")
         if calibration.top_k < 1:
             raise ModelFolderError(f"{source}: top_k must be at least 1")
+        unknown = [f for f in calibration.features if f not in SIGNALS]
+        if unknown:
+            raise ModelFolderError(f"{source}: unknown signals {unknown}; known signals: {', '.join(SIGNALS)}")
+        if OTHER_BRAND_SIGNALS & set(calibration.features) and calibration.default_other_similarity is None:
+            raise ModelFolderError(f"{source}: features {sorted(OTHER_BRAND_SIGNALS & set(calibration.features))} need "
+                                   "extra.default_other_similarity for galleries that hold a single brand")
         return calibration
+
+    def fuse(self, signals: dict[str, float]) -> float:
+        """The counterfeit probability of one photo's signals."""
+        return _sigmoid(self.bias + sum(w * signals[name] for name, w in zip(self.features, self.weights)))
+
+    def verdict(self, score: float) -> str:
+        if score >= self.counterfeit_threshold:
+            return COUNTERFEIT
+        if score >= self.suspicious_threshold:
+            return SUSPICIOUS
+        return GENUINE
+
+    def aggregate(self, scores: list[float]) -> float | None:
+        """A listing's score from its photos' scores (None when no photo could be scored)."""
+        if not scores:
+            return None
+        return max(scores) if self.aggregation == "max" else float(np.mean(scores))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -129,7 +178,14 @@ class Calibration:
             "suspicious": data.pop("suspicious_threshold"),
             "counterfeit": data.pop("counterfeit_threshold"),
         }
+        data["extra"] = {**data["extra"], **{key: data.pop(key) for key in _TYPED_EXTRA if data[key] is not None}}
+        for key in _TYPED_EXTRA:
+            data.pop(key, None)
         return data
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 @dataclass
@@ -140,6 +196,7 @@ class LoadedModel:
     metrics: dict[str, Any]
     net: EmbeddingNet
     fingerprint: str
+    precision: str = "fp32"  # resolved: "fp32" or "bf16"
 
     @property
     def name(self) -> str:
@@ -149,8 +206,8 @@ class LoadedModel:
     def version(self) -> str:
         return self.config.version
 
-    def embedder(self, *, batch_size: int = 16, precision: str = "auto") -> Embedder:
-        return Embedder(self.net, self.config.transform(), batch_size=batch_size, precision=precision)
+    def embedder(self, *, batch_size: int = 16) -> Embedder:
+        return Embedder(self.net, self.config.transform(), batch_size=batch_size, precision=self.precision)
 
 
 def default_model_path() -> Path:
@@ -170,8 +227,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_model(path: str | Path | None = None) -> LoadedModel:
-    """Load a model folder (default: the built-in zero-shot model)."""
+def load_model(path: str | Path | None = None, *, precision: str = "auto") -> LoadedModel:
+    """Load a model folder (default: the built-in zero-shot model) to run at ``precision``
+    (auto: bf16 on CPUs with native bf16, else fp32)."""
     folder = Path(path) if path is not None else default_model_path()
     if not folder.is_dir():
         raise ModelFolderError(f"model folder {folder} does not exist")
@@ -182,8 +240,10 @@ def load_model(path: str | Path | None = None) -> LoadedModel:
     calibration = Calibration.from_dict(_read_json(folder / "calibration.json"), source=str(folder / "calibration.json"))
     metrics = _read_json(folder / "metrics.json")
     spec = get_backbone_spec(config.backbone)
-    if config.patch_dim is not None and config.patch_dim < 1:
-        raise ModelFolderError(f"{folder / 'config.json'}: patch_dim must be positive")
+    missing = [f for f in calibration.features if f not in config.signals]
+    if missing:
+        raise ModelFolderError(f"{folder / 'calibration.json'}: uses signals {missing} that this model does not produce "
+                               f"(it produces {sorted(config.signals)})")
     if spec.feature_dim != config.feature_dim:
         raise ModelFolderError(
             f"{folder / 'config.json'}: feature_dim {config.feature_dim} does not match backbone "
@@ -199,11 +259,11 @@ def load_model(path: str | Path | None = None) -> LoadedModel:
         weights = folder / WEIGHTS_FILE
         if not weights.is_file():
             raise ModelFolderError(f"model folder {folder}: missing {WEIGHTS_FILE}")
-        net = build_net(config, pretrained=False)
+        net = build_net(config, pretrained=True)  # the backbone tensors the file does not hold stay pretrained
         _load_safetensors(net, weights)
         digest.update(hashlib.sha256(weights.read_bytes()).digest())
     net.eval()
-    return LoadedModel(folder, config, calibration, metrics, net, digest.hexdigest()[:16])
+    return LoadedModel(folder, config, calibration, metrics, net, digest.hexdigest()[:16], resolve_precision(precision))
 
 
 def build_net(config: ModelConfig, *, pretrained: bool) -> EmbeddingNet:
@@ -222,8 +282,9 @@ def _load_safetensors(net: EmbeddingNet, path: Path) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFolderError(f"{path}: cannot read safetensors ({exc})") from None
-    expected = net.trainable_state_dict()
-    missing = sorted(set(expected) - set(state))
+    expected = net.loadable_state_dict()
+    # the heads have no pretrained source; backbone tensors not in the file are the registry's
+    missing = sorted(k for k in set(expected) - set(state) if not k.startswith("backbone."))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise ModelFolderError(
@@ -253,8 +314,7 @@ def save_model_folder(
             raise DetectorError(f"config asks for {WEIGHTS_FILE} but no network was given")
         state = {k: v.detach().contiguous().cpu() for k, v in net.trainable_state_dict().items()}
         atomic_write_bytes(folder / WEIGHTS_FILE, save(state))
-    config_dict = asdict(config)
-    atomic_write_bytes(folder / "config.json", (json.dumps(config_dict, indent=2) + "\n").encode())
+    atomic_write_bytes(folder / "config.json", (json.dumps(config.to_dict(), indent=2) + "\n").encode())
     atomic_write_bytes(folder / "calibration.json", (json.dumps(calibration.to_dict(), indent=2) + "\n").encode())
     atomic_write_bytes(folder / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     atomic_write_bytes(folder / "MODEL_CARD.md", model_card.encode())

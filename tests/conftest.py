@@ -25,7 +25,7 @@ def embedder(zero_shot):
 
 @pytest.fixture
 def gallery(tmp_path, zero_shot, embedder):
-    g = Gallery(tmp_path / "var", embedder=embedder, model_fingerprint=zero_shot.fingerprint).open(show_progress=False)
+    g = Gallery(tmp_path / "var", embedder=embedder, model_fingerprint=zero_shot.fingerprint).open()
     yield g
     g.close()
 
@@ -54,7 +54,7 @@ def patch_model(tmp_path_factory, zero_shot):
     net = build_net(config, pretrained=True)
     calibration = Calibration(features=("brand_similarity", "brand_margin", "patch_anomaly"), weights=(-5.0, -5.0, 8.0),
                               bias=1.0, suspicious_threshold=0.5, counterfeit_threshold=0.8,
-                              extra={"high_patch_anomaly": 0.0})
+                              default_other_similarity=0.7, high_patch_anomaly=0.0)
     folder = save_model_folder(tmp_path_factory.mktemp("models") / "patchy", config=config, calibration=calibration,
                                metrics={}, model_card="# patchy\n", net=net)
     return load_model(folder)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ def test_export_then_load_gives_identical_embeddings(tmp_path, zero_shot):
 
     # fp32: the round trip must be bit-exact (bf16 kernels may round differently run to run)
     before = Embedder(net.eval(), config.transform(), precision="fp32").embed(images)
-    after = loaded.embedder(precision="fp32").embed(images)
+    after = replace(loaded, precision="fp32").embedder().embed(images)
     for field in ("vectors", "logits", "patches"):
         np.testing.assert_array_equal(getattr(before, field), getattr(after, field))
     after_emb = after.vectors
@@ -93,3 +94,59 @@ def test_unknown_backbone_in_config(tmp_path):
     (folder / "config.json").write_text(json.dumps(data))
     with pytest.raises(Exception, match="valid backbones"):
         load_model(folder)
+
+
+def test_a_calibration_that_needs_a_signal_the_model_cannot_produce_is_rejected_at_load(tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(default_model_path(), folder)
+    calibration = json.loads((folder / "calibration.json").read_text())
+    calibration.update(features=["brand_margin", "patch_anomaly"], weights=[-5.0, 3.0])
+    (folder / "calibration.json").write_text(json.dumps(calibration))
+    with pytest.raises(ModelFolderError, match="patch_anomaly"):
+        load_model(folder)
+
+
+def test_calibration_names_only_known_signals_and_gives_the_single_brand_stand_in():
+    base = {"weights": [-1.0], "bias": 0, "thresholds": {"suspicious": 0.5, "counterfeit": 0.9}}
+    with pytest.raises(ModelFolderError, match="unknown signals"):
+        Calibration.from_dict({**base, "features": ["brand_margn"]}, source="c")
+    with pytest.raises(ModelFolderError, match="default_other_similarity"):
+        Calibration.from_dict({**base, "features": ["brand_margin"]}, source="c")
+    calibration = Calibration.from_dict({**base, "features": ["brand_margin"], "extra": {"default_other_similarity": 0.7,
+                                                                                         "fitted_on": 3}}, source="c")
+    assert calibration.default_other_similarity == 0.7 and calibration.extra == {"fitted_on": 3}
+    assert Calibration.from_dict(calibration.to_dict(), source="round trip") == calibration
+
+
+def test_a_frozen_backbone_is_not_saved_and_loads_from_the_registry(tmp_path, zero_shot):
+    """Only tensors that train go into model.safetensors; the frozen backbone comes back from its pretrained weights."""
+    from safetensors.torch import load_file
+
+    from detector.embedder import Embedder
+
+    config = _finetuned_config()
+    torch.manual_seed(4)
+    net = build_net(config, pretrained=True)
+    for parameter in net.backbone.parameters():
+        parameter.requires_grad = False
+    save_model_folder(tmp_path / "m", config=config, calibration=zero_shot.calibration, metrics={}, model_card="x", net=net)
+    saved = load_file(str(tmp_path / "m" / WEIGHTS_FILE))
+    assert saved and not any(k.startswith("backbone.") for k in saved)
+    assert {k.split(".")[0] for k in saved} == {"projection", "head", "patch_head"}
+    images = [product_image("acme", 1)]
+    before = Embedder(net.eval(), config.transform(), precision="fp32").embed(images)
+    after = replace(load_model(tmp_path / "m"), precision="fp32").embedder().embed(images)
+    for field in ("vectors", "logits", "patches"):
+        np.testing.assert_array_equal(getattr(before, field), getattr(after, field))
+
+
+def test_a_weights_file_without_the_heads_is_rejected(tmp_path, zero_shot):
+    from safetensors.torch import load_file, save_file
+
+    config = _finetuned_config()
+    save_model_folder(tmp_path / "m", config=config, calibration=zero_shot.calibration, metrics={}, model_card="x",
+                      net=build_net(config, pretrained=False))
+    state = {k: v for k, v in load_file(str(tmp_path / "m" / WEIGHTS_FILE)).items() if not k.startswith("patch_head.")}
+    save_file(state, str(tmp_path / "m" / WEIGHTS_FILE))
+    with pytest.raises(ModelFolderError, match="patch_head"):
+        load_model(tmp_path / "m")
