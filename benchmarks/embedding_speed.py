@@ -57,7 +57,7 @@ def main() -> None:
         rows[name]["ratio_vs_baseline"] = round(rows[name]["images_per_s"] / base, 2)
         cosine = np.sum(embeddings[name] * reference, axis=1)
         rows[name]["min_cosine_vs_fp32"] = round(float(cosine.min()), 5)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(images)} images of {model.config.input_size}px")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(images)} images of {model.config.input.input_size}px")
     print(f"{'configuration':<30}{'img/s':>8}{'ratio':>8}{'min cos vs fp32':>17}")
     for name, r in rows.items():
         print(f"{name:<30}{r['images_per_s']:>8}{r['ratio_vs_baseline']:>8}{r['min_cosine_vs_fp32']:>17}")

@@ -29,7 +29,7 @@ from tests.synthetic import STYLES, product_photo  # noqa: E402
 
 
 def _latencies(model, workdir: Path, photos: list[bytes], references_per_brand: int) -> tuple[list[float], int]:
-    gallery = Gallery(workdir, embedder=model.embedder(), model_fingerprint=model.fingerprint).open(show_progress=False)
+    gallery = Gallery(workdir, embedder=model.embedder(), model_fingerprint=model.fingerprint).open()
     for brand in STYLES:
         gallery.create_brand(brand)
         gallery.add_references(brand, [UploadFile(f"{brand}{i}.png", product_photo(brand, i, size=320))

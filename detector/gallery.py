@@ -13,23 +13,23 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
+from detector import progress
 from detector.blobs import BlobStore, sha256_hex
 from detector.embedder import Embedder
 from detector.errors import InvalidInputError
-from detector.images import ImageLimits, load_image
+from detector.images import load_image
 from detector.index import GalleryIndex
+from detector.limits import Limits
 from detector.store import DB_FILE, NewReference, Reference, Store, validate_brand_slug
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
 IMAGES_DIR = "images"
-MAX_FILES_PER_UPLOAD = 64
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,7 @@ class UploadFile:
 
 
 class Gallery:
-    def __init__(self, data_dir: str | Path, *, embedder: Embedder, model_fingerprint: str,
-                 limits: ImageLimits = ImageLimits(), max_files: int = MAX_FILES_PER_UPLOAD):
+    def __init__(self, data_dir: str | Path, *, embedder: Embedder, model_fingerprint: str, limits: Limits = Limits()):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.data_dir / DB_FILE)
@@ -48,7 +47,6 @@ class Gallery:
         self.embedder = embedder
         self.model = model_fingerprint
         self.limits = limits
-        self.max_files = max_files
         self.index = GalleryIndex(embedder.embedding_dim)
         # Uploads and deletes are serialised so that the database and the index change together.
         self._write_lock = threading.Lock()
@@ -58,20 +56,20 @@ class Gallery:
 
     # --- startup ---
 
-    def open(self, *, show_progress: bool = True, reembed_hook: Callable[[int, int], None] | None = None) -> "Gallery":
-        self.reembed_stale(show_progress=show_progress, hook=reembed_hook)
+    def open(self) -> "Gallery":
+        self.reembed_stale()
         self._load_or_rebuild_index()
         self._remove_orphan_blobs()
         return self
 
-    def reembed_stale(self, *, show_progress: bool = True, hook: Callable[[int, int], None] | None = None) -> int:
+    def reembed_stale(self) -> int:
         stale = self.store.stale_references(self.model)
         if not stale:
             return 0
         log.info("re-embedding %d references for model %s", len(stale), self.model)
         batch_size = 32
         done = 0
-        with tqdm(total=len(stale), desc="re-embedding references", disable=not show_progress, unit="img") as bar:
+        with progress.bar(total=len(stale), desc="re-embedding references") as bar:
             for start in range(0, len(stale), batch_size):
                 chunk = stale[start : start + batch_size]
                 images = [load_image(self.blobs.get(sha), limits=self.limits, name=f"reference {rid}") for rid, sha in chunk]
@@ -82,8 +80,6 @@ class Gallery:
                 done += len(chunk)
                 bar.update(len(chunk))
                 log.info("re-embedded %d/%d references", done, len(stale))
-                if hook:
-                    hook(done, len(stale))
         return done
 
     def _load_or_rebuild_index(self) -> None:
@@ -141,8 +137,8 @@ class Gallery:
         self.store.require_brand(validate_brand_slug(brand))
         if not files:
             raise InvalidInputError("no files were given")
-        if len(files) > self.max_files:
-            raise InvalidInputError(f"{len(files)} files exceeds the limit of {self.max_files} per request")
+        if len(files) > self.limits.max_files_per_upload:
+            raise InvalidInputError(f"{len(files)} files exceeds the limit of {self.limits.max_files_per_upload} per request")
         images = [load_image(f.data, limits=self.limits, name=f.name) for f in files]
         out = self.embedder.embed(images)
         items = [
@@ -167,6 +163,9 @@ class Gallery:
             self.index.remove([ref_id])
             if orphaned:
                 self.blobs.delete(orphaned)
+
+    def references_by_ids(self, ids: list[int]) -> dict[int, Reference]:
+        return self.store.references_by_ids(ids)
 
     def reference_patches(self, ids: list[int]) -> dict[int, np.ndarray]:
         width = self.embedder.patch_record_width

@@ -8,32 +8,23 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from detector.errors import ImageTooLargeError, InvalidImageError
+from detector.limits import Limits
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 40_000_000
-MAX_FILES_PER_CHECK = 16
 
 
-@dataclass(frozen=True)
-class ImageLimits:
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_pixels: int = DEFAULT_MAX_PIXELS
-
-
-def load_image(data: bytes, *, limits: ImageLimits = ImageLimits(), name: str = "image") -> Image.Image:
+def load_image(data: bytes, *, limits: Limits = Limits(), name: str = "image") -> Image.Image:
     """Decode ``data`` into an 8-bit RGB image, upright as the camera saw it."""
     if len(data) == 0:
         raise InvalidImageError(f"{name}: the file is empty")
-    if len(data) > limits.max_bytes:
+    if len(data) > limits.max_file_bytes:
         raise ImageTooLargeError(
-            f"{name}: {len(data)} bytes exceeds the limit of {limits.max_bytes} bytes"
+            f"{name}: {len(data)} bytes exceeds the limit of {limits.max_file_bytes} bytes"
         )
     with warnings.catch_warnings():
         # Pillow only warns below twice its own bomb limit; we decide with our own limit.

@@ -49,10 +49,6 @@ class GalleryIndex:
         with self._lock:
             return {b: len(ids) for b, ids in self._ids_by_brand.items() if ids}
 
-    def ids(self) -> set[int]:
-        with self._lock:
-            return set(self._brand_of)
-
     def add(self, ids: np.ndarray, brands: list[str], vectors: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)

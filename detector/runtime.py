@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from detector.gallery import Gallery
-from detector.images import MAX_FILES_PER_CHECK, ImageLimits
-from detector.model_folder import LoadedModel, load_model
+from detector.limits import Limits
+from detector.model_folder import LoadedModel
 from detector.pipeline import Detector
 
 
@@ -21,12 +21,9 @@ class Runtime:
         self.gallery.close()
 
 
-def open_runtime(data_dir: str | Path, *, model_path: str | Path | None = None, precision: str = "auto",
-                 batch_size: int = 16, limits: ImageLimits = ImageLimits(), max_files: int = MAX_FILES_PER_CHECK,
-                 show_progress: bool = True) -> Runtime:
-    model = load_model(model_path)
-    embedder = model.embedder(batch_size=batch_size, precision=precision)
+def open_runtime(data_dir: str | Path, model: LoadedModel, *, limits: Limits = Limits(), batch_size: int = 16) -> Runtime:
+    embedder = model.embedder(batch_size=batch_size)
     # Embeddings depend on the model and, slightly, on the precision: a change of either re-embeds.
     gallery = Gallery(data_dir, embedder=embedder, model_fingerprint=f"{model.fingerprint}-{embedder.precision}", limits=limits)
-    gallery.open(show_progress=show_progress)
-    return Runtime(model, gallery, Detector(model, gallery, limits=limits, max_files=max_files))
+    gallery.open()
+    return Runtime(model, gallery, Detector(model, gallery, limits=limits))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -68,35 +70,35 @@ def test_brand_rules(gallery):
 
 def test_index_rebuilt_when_missing_or_stale(tmp_path, zero_shot, embedder):
     data = tmp_path / "var"
-    g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open(show_progress=False)
+    g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open()
     g.create_brand("acme")
     g.add_references("acme", _files("acme", range(3)))
     g.save_index()
     # a change after the save makes the file stale
     g.add_references("acme", _files("acme", [9]))
     g.close()
-    g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open(show_progress=False)
+    g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open()
     assert len(g.index) == 4
     g.close()
     (data / INDEX_FILE).unlink()
-    g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open(show_progress=False)
+    g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open()
     assert len(g.index) == 4 and (data / INDEX_FILE).exists()
     g.close()
 
 
-def test_model_change_reembeds_from_originals(tmp_path, zero_shot, embedder):
+def test_model_change_reembeds_from_originals(tmp_path, zero_shot, embedder, caplog):
     data = tmp_path / "var"
-    g = Gallery(data, embedder=embedder, model_fingerprint="old-model").open(show_progress=False)
+    g = Gallery(data, embedder=embedder, model_fingerprint="old-model").open()
     g.create_brand("acme")
     g.add_references("acme", _files("acme", range(2)))
     # simulate embeddings made by another model
     ids, _, _, _ = g.store.all_embeddings(embedder.embedding_dim)
     g.store.update_embeddings([(int(i), np.zeros(embedder.embedding_dim, np.float32), None) for i in ids], model="old-model")
     g.close()
-    progress = []
     g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint)
-    g.open(show_progress=False, reembed_hook=lambda done, total: progress.append((done, total)))
-    assert progress[-1] == (2, 2)
+    with caplog.at_level(logging.INFO, logger="detector.gallery"):
+        g.open()
+    assert "re-embedded 2/2 references" in caplog.messages
     _, _, matrix, models = g.store.all_embeddings(embedder.embedding_dim)
     assert set(models) == {zero_shot.fingerprint}
     np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
@@ -105,9 +107,9 @@ def test_model_change_reembeds_from_originals(tmp_path, zero_shot, embedder):
 
 def test_orphan_originals_removed_at_startup(tmp_path, zero_shot, embedder):
     data = tmp_path / "var"
-    g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open(show_progress=False)
+    g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open()
     digest = g.blobs.put(b"left by a crash before the database commit")
     g.close()
-    g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open(show_progress=False)
+    g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open()
     assert not g.blobs.exists(digest)
     g.close()

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from detector.errors import ImageTooLargeError, InvalidImageError
-from detector.images import ImageLimits, load_image
+from detector.images import load_image
+from detector.limits import Limits
 from tests.synthetic import encode, product_image
 
 
@@ -97,7 +98,7 @@ def test_empty_file_is_invalid():
 def test_byte_limit():
     data = encode(product_image("acme", 3), "PNG")
     with pytest.raises(ImageTooLargeError, match="bytes"):
-        load_image(data, limits=ImageLimits(max_bytes=len(data) - 1))
+        load_image(data, limits=Limits(max_file_bytes=len(data) - 1))
 
 
 def test_decompression_bomb_rejected_before_decoding():
@@ -105,4 +106,4 @@ def test_decompression_bomb_rejected_before_decoding():
     bomb = encode(Image.new("L", (10000, 10000), 0), "PNG")
     assert len(bomb) < 200_000
     with pytest.raises(ImageTooLargeError, match="pixels"):
-        load_image(bomb, limits=ImageLimits(max_pixels=40_000_000))
+        load_image(bomb, limits=Limits(max_pixels=40_000_000))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from detector.gallery import Gallery, UploadFile
 from detector.images import load_image
 from detector.patches import SOFTMIN_SHARPNESS, patch_anomaly, reference_anomaly
 from detector.pipeline import Detector
-from detector.scoring import gather_evidence
+from detector.scoring import Scorer
 from detector.store import Store
 from tests.conftest import PATCH_DIM
 from tests.synthetic import product_photo
@@ -59,7 +60,7 @@ def _images(brand, seeds):
 
 
 def _gallery(path, model):
-    return Gallery(path, embedder=model.embedder(precision="fp32"), model_fingerprint=model.fingerprint).open(show_progress=False)
+    return Gallery(path, embedder=replace(model, precision="fp32").embedder(), model_fingerprint=model.fingerprint).open()
 
 
 def test_references_keep_their_patch_records(tmp_path, patch_model):
@@ -79,16 +80,15 @@ def test_a_check_gets_patch_evidence_and_a_reason(tmp_path, patch_model):
         gallery.create_brand(brand)
         gallery.add_references(brand, _files(brand, range(3)))
     photos = gallery.embedder.embed(_images("acme", [0]) + _images("zenit", [7]))
-    evidence = gather_evidence(gallery.index, photos, "acme", patch_model.calibration,
-                               reference_patches=gallery.reference_patches)
+    evidence = Scorer(patch_model.calibration, gallery.index, reference_patches=gallery.reference_patches).evidence(photos, "acme")
     own, impostor = (e.signals["patch_anomaly"] for e in evidence)
     # photo 0 is reference 0 itself, so every part is there: what is left is the softness of the minimum
     assert own <= np.log(3) / SOFTMIN_SHARPNESS + 1e-3
     assert impostor > 2 * own
     result = Detector(patch_model, gallery).check(_files("zenit", [7]), brand="acme")
-    assert "local_mismatch" in result["images"][0]["flags"]
-    assert any("find no match" in reason for reason in result["reasons"])
-    assert result["model"] == {"name": "patchy", "version": "0.1.0"}
+    assert "local_mismatch" in result.images[0].flags
+    assert any("find no match" in reason for reason in result.reasons)
+    assert (result.model.name, result.model.version) == ("patchy", "0.1.0")
     gallery.close()
 
 

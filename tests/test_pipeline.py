@@ -5,7 +5,6 @@ import pytest
 from detector.errors import InvalidInputError
 from detector.gallery import UploadFile
 from detector.model_folder import Calibration
-from detector.scoring import fuse, verdict_for
 from tests.synthetic import product_photo
 
 
@@ -16,17 +15,17 @@ def _listing(brand, seeds):
 def test_genuine_scores_below_other_brand(detector):
     genuine = detector.check(_listing("acme", [0, 1]), brand="acme", listing_id="L1")
     fake = detector.check(_listing("zenit", [0]), brand="acme", listing_id="L2")
-    assert genuine["listing_id"] == "L1" and genuine["brand"] == "acme"
-    assert 0.0 <= genuine["counterfeit_score"] < fake["counterfeit_score"] <= 1.0
-    assert genuine["verdict"] in ("genuine", "suspicious")
-    assert fake["images"][0]["flags"] == ["brand_mismatch"]
-    assert fake["images"][0]["predicted_brand"] == "zenit"
-    assert any("looks like zenit, not acme" in r for r in fake["reasons"])
-    assert fake["verdict"] in ("suspicious", "counterfeit")
+    assert genuine.listing_id == "L1" and genuine.brand == "acme"
+    assert 0.0 <= genuine.counterfeit_score < fake.counterfeit_score <= 1.0
+    assert genuine.verdict in ("genuine", "suspicious")
+    assert fake.images[0].flags == ["brand_mismatch"]
+    assert fake.images[0].predicted_brand == "zenit"
+    assert any("looks like zenit, not acme" in r for r in fake.reasons)
+    assert fake.verdict in ("suspicious", "counterfeit")
 
 
 def test_result_shape(detector, zero_shot):
-    result = detector.check(_listing("acme", [0]), brand="acme")
+    result = detector.check(_listing("acme", [0]), brand="acme").model_dump()
     assert result["model"] == {"name": zero_shot.name, "version": zero_shot.version}
     image = result["images"][0]
     assert set(image) == {"index", "counterfeit_score", "brand_similarity", "predicted_brand", "nearest_references", "flags"}
@@ -38,22 +37,22 @@ def test_result_shape(detector, zero_shot):
 
 def test_unknown_brand_is_unverifiable_with_prediction(detector):
     result = detector.check(_listing("zenit", [0]), brand="nobody")
-    assert result["verdict"] == "unverifiable" and result["counterfeit_score"] is None
-    assert result["images"][0]["predicted_brand"] == "zenit"
-    assert "unknown" in result["reasons"][0]
+    assert result.verdict == "unverifiable" and result.counterfeit_score is None
+    assert result.images[0].predicted_brand == "zenit"
+    assert "unknown" in result.reasons[0]
 
 
 def test_brand_without_references_is_unverifiable(detector):
     detector.gallery.create_brand("empty")
     result = detector.check(_listing("acme", [0]), brand="empty")
-    assert result["verdict"] == "unverifiable"
-    assert "no reference photos" in result["reasons"][0]
+    assert result.verdict == "unverifiable"
+    assert "no reference photos" in result.reasons[0]
 
 
 def test_no_claim_uses_predicted_brand(detector):
     result = detector.check(_listing("zenit", [0, 1]))
-    assert result["brand"] == "zenit"
-    assert result["verdict"] != "unverifiable"
+    assert result.brand == "zenit"
+    assert result.verdict != "unverifiable"
 
 
 def test_photo_count_limits(detector):
@@ -66,8 +65,8 @@ def test_photo_count_limits(detector):
 def test_fusion_and_thresholds():
     calibration = Calibration(features=("brand_similarity",), weights=(-10.0,), bias=5.0,
                               suspicious_threshold=0.4, counterfeit_threshold=0.8)
-    low, high = fuse({"brand_similarity": 0.9}, calibration), fuse({"brand_similarity": 0.2}, calibration)
+    low, high = calibration.fuse({"brand_similarity": 0.9}), calibration.fuse({"brand_similarity": 0.2})
     assert low < 0.5 < high
-    assert verdict_for(0.39, calibration) == "genuine"
-    assert verdict_for(0.4, calibration) == "suspicious"
-    assert verdict_for(0.8, calibration) == "counterfeit"
+    assert calibration.verdict(0.39) == "genuine"
+    assert calibration.verdict(0.4) == "suspicious"
+    assert calibration.verdict(0.8) == "counterfeit"

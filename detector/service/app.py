@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from detector import __version__
+from detector.model_folder import load_model
 from detector.runtime import open_runtime
 from detector.service.batching import MicroBatcher
 from detector.service.errors import install_error_handlers
@@ -60,8 +61,8 @@ def create_app(settings: Settings) -> FastAPI:
         queue_depth=lambda: app.state.batcher.queued_images if app.state.batcher else 0,
     )
     install_error_handlers(app)
-    for module in (health, brands, references, check):
-        app.include_router(module.router)
+    for router in (health.router, brands.router, references.router, check.build_router(settings.limits)):
+        app.include_router(router)
     app.middleware("http")(_observe)
     app.add_middleware(BodySizeLimit, max_bytes=max(settings.max_request_bytes, settings.max_json_bytes))
     return app
@@ -70,10 +71,8 @@ def create_app(settings: Settings) -> FastAPI:
 async def _load(app: FastAPI) -> None:
     settings: Settings = app.state.settings
     try:
-        runtime = await asyncio.to_thread(
-            open_runtime, settings.data_dir, model_path=settings.model, precision=settings.precision,
-            limits=settings.limits, max_files=settings.max_files, show_progress=False,
-        )
+        model = await asyncio.to_thread(load_model, settings.model, precision=settings.precision)
+        runtime = await asyncio.to_thread(open_runtime, settings.data_dir, model, limits=settings.limits)
     except Exception as exc:  # the service stays up, not ready, and says why
         log.exception("startup failed")
         app.state.startup_error = str(exc)

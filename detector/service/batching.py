@@ -40,6 +40,7 @@ class MicroBatcher:
         self._jobs: list[_Job] = []
         self._queued_images = 0
         self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._worker: asyncio.Task | None = None
         # One model thread: the forward pass already uses every core through intra-op threads.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
@@ -49,6 +50,7 @@ class MicroBatcher:
         return self._queued_images
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         self._worker = asyncio.create_task(self._run(), name="micro-batcher")
 
@@ -80,6 +82,10 @@ class MicroBatcher:
             return await job.future
         finally:
             self._queued_images -= n
+
+    def embed_blocking(self, batch: torch.Tensor) -> Embeddings:
+        """``embed`` for a worker thread (the check pipeline runs in one): queues on the event loop and waits."""
+        return asyncio.run_coroutine_threadsafe(self.embed(batch), self._loop).result()
 
     def _take(self) -> list[_Job]:
         taken, size = [], 0

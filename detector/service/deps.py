@@ -1,4 +1,4 @@
-"""Shared request dependencies: the loaded runtime, settings and the micro-batcher."""
+"""Shared request dependencies: the loaded runtime and the micro-batcher."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from fastapi import Depends, Request
 from detector.runtime import Runtime
 from detector.service.batching import MicroBatcher
 from detector.service.errors import NotReadyError
-from detector.service.settings import Settings
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -19,15 +18,10 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
 def get_batcher(request: Request) -> MicroBatcher:
     get_runtime(request)
     return request.app.state.batcher
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]

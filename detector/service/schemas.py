@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
+
+from detector.results import CheckResult
 
 
 class ErrorDetail(BaseModel):
@@ -52,44 +52,6 @@ class ReferencesCreated(BaseModel):
     references: list[Reference]
 
 
-class NearestReference(BaseModel):
-    id: int
-    brand: str
-    product: str | None
-    similarity: float
-
-
-class ImageResult(BaseModel):
-    index: int
-    counterfeit_score: float | None
-    brand_similarity: float | None
-    predicted_brand: str | None
-    nearest_references: list[NearestReference]
-    flags: list[str]
-
-
-class ModelInfo(BaseModel):
-    name: str
-    version: str
-
-
-class CheckResult(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "listing_id": "L1", "brand": "acme", "verdict": "counterfeit", "counterfeit_score": 0.93,
-        "model": {"name": "zero-shot-efficientnet-lite0", "version": "1.0.0"},
-        "images": [{"index": 0, "counterfeit_score": 0.93, "brand_similarity": 0.41, "predicted_brand": "other-brand",
-                    "nearest_references": [{"id": 7, "brand": "acme", "product": None, "similarity": 0.41}],
-                    "flags": ["brand_mismatch"]}],
-        "reasons": ["photo 0 looks like other-brand, not acme (similarity 0.62 vs 0.41)"]}]})
-    listing_id: str | None
-    brand: str | None
-    verdict: Literal["genuine", "suspicious", "counterfeit", "unverifiable"]
-    counterfeit_score: float | None = Field(description="in [0, 1], higher is more likely counterfeit; null when unverifiable")
-    model: ModelInfo
-    images: list[ImageResult]
-    reasons: list[str]
-
-
 class BatchImage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     base64: str
@@ -105,7 +67,7 @@ class BatchListing(BaseModel):
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"listings": [{"listing_id": "L1", "brand": "acme", "images": [{"base64": "<base64 of a JPEG>"}]}]}]})
-    listings: list[BatchListing] = Field(min_length=1, max_length=64)
+    listings: list[BatchListing] = Field(min_length=1)  # at most Limits.max_batch_listings, checked by the route
 
 
 class BatchError(BaseModel):

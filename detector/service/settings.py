@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from detector.errors import InvalidInputError
-from detector.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MAX_FILES_PER_CHECK, ImageLimits
+from detector.limits import Limits
 
 
 @dataclass(frozen=True)
@@ -18,10 +18,7 @@ class Settings:
     precision: str = "auto"
     host: str = "127.0.0.1"
     port: int = 8000
-    max_file_bytes: int = DEFAULT_MAX_BYTES
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_files: int = MAX_FILES_PER_CHECK
-    max_batch_listings: int = 64
+    limits: Limits = field(default_factory=Limits)
     max_batch: int = 32  # images per forward pass
     max_wait_ms: float = 5.0
     max_queue: int = 256  # images waiting for the model before 503 overloaded
@@ -30,18 +27,15 @@ class Settings:
     init_admin_key: Path | None = None
 
     @property
-    def limits(self) -> ImageLimits:
-        return ImageLimits(max_bytes=self.max_file_bytes, max_pixels=self.max_pixels)
-
-    @property
     def max_request_bytes(self) -> int:
-        # every file at its limit plus room for form fields and multipart framing
-        return self.max_files * self.max_file_bytes + 1024 * 1024
+        # a full check's files at their limit, plus room for form fields and multipart framing
+        return self.limits.max_files_per_check * self.limits.max_file_bytes + 1024 * 1024
 
     @property
     def max_json_bytes(self) -> int:
         # base64 inflates by 4/3; a batch carries up to max_batch_listings listings
-        return min(self.max_batch_listings * self.max_files * self.max_file_bytes * 4 // 3, 256 * 1024 * 1024)
+        limits = self.limits
+        return min(limits.max_batch_listings * limits.max_files_per_check * limits.max_file_bytes * 4 // 3, 256 * 1024 * 1024)
 
 
 def is_loopback(host: str) -> bool:
@@ -54,12 +48,12 @@ def is_loopback(host: str) -> bool:
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    d = Settings()
+    d, limits = Settings(), Limits()
     parser.add_argument("--host", default=d.host)
     parser.add_argument("--port", type=int, default=d.port)
-    parser.add_argument("--max-file-bytes", type=int, default=d.max_file_bytes)
-    parser.add_argument("--max-pixels", type=int, default=d.max_pixels)
-    parser.add_argument("--max-files", type=int, default=d.max_files, help="photos per check")
+    parser.add_argument("--max-file-bytes", type=int, default=limits.max_file_bytes)
+    parser.add_argument("--max-pixels", type=int, default=limits.max_pixels)
+    parser.add_argument("--max-files", type=int, default=limits.max_files_per_check, help="photos per check")
     parser.add_argument("--max-batch", type=int, default=d.max_batch, help="images per model forward pass")
     parser.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="how long a batch waits to fill")
     parser.add_argument("--max-queue", type=int, default=d.max_queue, help="queued images before 503 overloaded")
@@ -74,11 +68,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     if args.max_queue < args.max_files:
         raise InvalidInputError(f"--max-queue ({args.max_queue}) must hold one full check (--max-files {args.max_files})")
-    if min(args.max_files, args.max_batch, args.max_file_bytes, args.max_pixels) < 1 or args.max_wait_ms < 0:
+    if args.max_batch < 1 or args.max_wait_ms < 0:
         raise InvalidInputError("limits must be positive and --max-wait-ms not negative")
+    try:
+        limits = Limits(max_file_bytes=args.max_file_bytes, max_pixels=args.max_pixels, max_files_per_check=args.max_files)
+    except ValueError as exc:
+        raise InvalidInputError(f"limits must be positive: {exc}") from None
     return Settings(
         data_dir=Path(args.data_dir), model=args.model, precision=args.precision, host=args.host, port=args.port,
-        max_file_bytes=args.max_file_bytes, max_pixels=args.max_pixels, max_files=args.max_files,
-        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+        limits=limits, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         micro_batching=args.micro_batching, dev_no_auth=args.dev_no_auth, init_admin_key=args.init_admin_key,
     )

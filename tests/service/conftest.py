@@ -7,10 +7,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from detector.service.app import create_app
+from detector.limits import Limits
 from detector.service.settings import Settings
 from tests.service.helpers import make_keys
 
-SMALL_LIMITS = Settings(max_file_bytes=300_000, max_pixels=4_000_000, max_files=16)
+SMALL_LIMITS = Settings(limits=Limits(max_file_bytes=300_000, max_pixels=4_000_000))
 
 
 def ready_client(settings: Settings) -> TestClient:

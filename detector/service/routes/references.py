@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from detector.service.auth import AnyKey, require_brand_access
-from detector.service.deps import RuntimeDep, SettingsDep
+from detector.service.deps import RuntimeDep
 from detector.service.schemas import ErrorBody, ReferenceList, ReferencesCreated
 from detector.service.uploads import read_photo_form
 from detector.store import validate_brand_slug
@@ -28,11 +28,12 @@ def _brand_for(principal, runtime, brand: str, *, write: bool) -> str:
 
 @router.post("", status_code=201, response_model=ReferencesCreated, openapi_extra=UPLOAD_BODY,
              responses={**ERRORS, 400: {"model": ErrorBody}, 413: {"model": ErrorBody}, 415: {"model": ErrorBody}})
-async def add_references(brand: str, request: Request, principal: AnyKey, runtime: RuntimeDep, settings: SettingsDep) -> dict:
+async def add_references(brand: str, request: Request, principal: AnyKey, runtime: RuntimeDep) -> dict:
     """Upload authentic reference photos (admin, or the brand's own key). Atomic: one bad file stores nothing."""
     _brand_for(principal, runtime, brand, write=True)
-    files, fields = await read_photo_form(request, max_files=runtime.gallery.max_files,
-                                          max_file_bytes=settings.max_file_bytes, fields=("product",))
+    limits = runtime.gallery.limits
+    files, fields = await read_photo_form(request, max_files=limits.max_files_per_upload,
+                                          max_file_bytes=limits.max_file_bytes, fields=("product",))
     refs = await run_in_threadpool(runtime.gallery.add_references, brand, files, product=fields.get("product"))
     return {"references": [r.to_dict() for r in refs]}
 

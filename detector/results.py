@@ -1,0 +1,49 @@
+"""The typed result of a listing check (``CheckResult``): what ``Detector.check`` returns, the CLI
+prints and API v1 answers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GENUINE, SUSPICIOUS, COUNTERFEIT, UNVERIFIABLE = "genuine", "suspicious", "counterfeit", "unverifiable"
+Verdict = Literal["genuine", "suspicious", "counterfeit", "unverifiable"]
+
+
+class NearestReference(BaseModel):
+    id: int
+    brand: str
+    product: str | None
+    similarity: float
+
+
+class ImageResult(BaseModel):
+    index: int
+    counterfeit_score: float | None
+    brand_similarity: float | None
+    predicted_brand: str | None
+    nearest_references: list[NearestReference]
+    flags: list[str]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+
+
+class CheckResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "listing_id": "L1", "brand": "acme", "verdict": "counterfeit", "counterfeit_score": 0.93,
+        "model": {"name": "zero-shot-efficientnet-lite0", "version": "1.0.0"},
+        "images": [{"index": 0, "counterfeit_score": 0.93, "brand_similarity": 0.41, "predicted_brand": "other-brand",
+                    "nearest_references": [{"id": 7, "brand": "acme", "product": None, "similarity": 0.41}],
+                    "flags": ["brand_mismatch"]}],
+        "reasons": ["photo 0 looks like other-brand, not acme (similarity 0.62 vs 0.41)"]}]})
+    listing_id: str | None
+    brand: str | None
+    verdict: Verdict
+    counterfeit_score: float | None = Field(description="in [0, 1], higher is more likely counterfeit; null when unverifiable")
+    model: ModelInfo
+    images: list[ImageResult]
+    reasons: list[str]
