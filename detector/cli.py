@@ -1,7 +1,9 @@
 """``cfd``: manage brands and references, check listings, evaluate, serve.
 
 User mistakes print ``error: ...`` on stderr and exit 1 (argparse usage errors exit 2); no
-tracebacks. ``training.cli`` extends this parser with the training commands.
+tracebacks. Installed packages add command groups through the ``counterfeit_detector.commands``
+entry-point group: each entry is a function that receives the sub-command registry (training's
+``training.cli:register`` adds ``data``, ``calibrate`` and ``train``).
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ import json
 import logging
 import sys
 from pathlib import Path
+from importlib.metadata import entry_points
 from typing import Callable, Sequence
 
+from detector import progress
+from detector.precision import PRECISIONS
 from detector.errors import DetectorError, InvalidInputError
 from detector.evaluation.dataset import IMAGE_SUFFIXES
 
 DEFAULT_DATA_DIR = "./var"
 CHUNK = 32
+COMMAND_GROUP = "counterfeit_detector.commands"
 
 
 def _print_json(data) -> None:
@@ -47,11 +53,17 @@ def _read(path: Path) -> bytes:
         raise InvalidInputError(f"{path}: cannot read ({exc.strerror})") from None
 
 
+def load_model_from_args(args):
+    """The model named by ``--model`` (default: the built-in zero-shot model) at ``--precision``."""
+    from detector.model_folder import load_model
+
+    return load_model(args.model, precision=args.precision)
+
+
 def _runtime(args):
     from detector.runtime import open_runtime
 
-    return open_runtime(args.data_dir, model_path=getattr(args, "model", None), precision=args.precision,
-                        show_progress=not args.quiet)
+    return open_runtime(args.data_dir, load_model_from_args(args))
 
 
 def _store(args):
@@ -81,8 +93,6 @@ def cmd_brands_remove(args) -> None:
 # --- references ---
 
 def cmd_references_add(args) -> None:
-    from tqdm import tqdm
-
     from detector.gallery import UploadFile
     from detector.images import load_image
 
@@ -93,7 +103,7 @@ def cmd_references_add(args) -> None:
     for path in files:
         load_image(_read(path), limits=runtime.gallery.limits, name=str(path))
     added = []
-    with tqdm(total=len(files), desc=f"adding references to {args.brand}", unit="img", disable=args.quiet) as bar:
+    with progress.bar(total=len(files), desc=f"adding references to {args.brand}") as bar:
         for start in range(0, len(files), CHUNK):
             chunk = [UploadFile(str(p), _read(p)) for p in files[start : start + CHUNK]]
             added += runtime.gallery.add_references(args.brand, chunk, product=args.product)
@@ -122,7 +132,7 @@ def cmd_check(args) -> None:
 
     files = [UploadFile(str(p), _read(p)) for p in _expand_files(args.files)]
     runtime = _runtime(args)
-    _print_json(runtime.detector.check(files, brand=args.brand, listing_id=args.listing_id))
+    _print_json(runtime.detector.check(files, brand=args.brand, listing_id=args.listing_id).model_dump())
 
 
 def cmd_index_rebuild(args) -> None:
@@ -133,10 +143,8 @@ def cmd_index_rebuild(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from detector.evaluation.run import evaluate
-    from detector.model_folder import load_model
 
-    report = evaluate(args.data, load_model(args.model), out_dir=args.out, precision=args.precision,
-                      show_progress=not args.quiet)
+    report = evaluate(args.data, load_model_from_args(args), out_dir=args.out)
     _print_json({"overall": report["overall"], "per_kind": {k: v["roc_auc"] for k, v in report["per_kind"].items()},
                  "report_dir": args.out})
 
@@ -166,81 +174,94 @@ def cmd_keys_revoke(args) -> None:
 def cmd_serve(args) -> None:
     from detector.service.server import serve
 
+    progress.show_progress(False)  # the service logs its progress instead
     serve(args)
 
 
 # --- parser ---
 
-def _common(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="runtime state folder (default: ./var)")
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="model folder (default: the built-in zero-shot model)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="inference precision on CPU; auto: bf16 where the CPU has native bf16, else fp32")
+
+
+def add_command(commands, name: str, func: Callable, help: str, *, data_dir: bool = True,
+                model: bool = True) -> argparse.ArgumentParser:
+    """A sub-command with the common flags: ``--data-dir``, ``--model`` and ``--precision``, ``-q``."""
+    parser = commands.add_parser(name, help=help, description=help)
+    if data_dir:
+        parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="runtime state folder (default: ./var)")
     if model:
-        parser.add_argument("--model", default=None, help="model folder (default: the built-in zero-shot model)")
-        parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                            help="inference precision on CPU; auto: bf16 where the CPU has native bf16, else fp32")
+        add_model_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-
-
-def _sub(parent, name: str, func: Callable, help: str, *, model: bool = True) -> argparse.ArgumentParser:
-    parser = parent.add_parser(name, help=help, description=help)
-    _common(parser, model=model)
     parser.set_defaults(func=func)
     return parser
+
+
+def add_group(commands, name: str, help: str):
+    """A command group (``cfd NAME ACTION``); returns the registry its actions go into."""
+    return commands.add_parser(name, help=help).add_subparsers(dest="action", required=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cfd", description="Counterfeit product detector")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    brands = commands.add_parser("brands", help="manage brands").add_subparsers(dest="action", required=True)
-    p = _sub(brands, "add", cmd_brands_add, "create a brand", model=False)
+    brands = add_group(commands, "brands", "manage brands")
+    p = add_command(brands, "add", cmd_brands_add, "create a brand", model=False)
     p.add_argument("brand")
     p.add_argument("--display-name", default=None)
-    _sub(brands, "list", cmd_brands_list, "list brands", model=False)
-    p = _sub(brands, "remove", cmd_brands_remove, "delete a brand and its references")
+    add_command(brands, "list", cmd_brands_list, "list brands", model=False)
+    p = add_command(brands, "remove", cmd_brands_remove, "delete a brand and its references")
     p.add_argument("brand")
 
-    refs = commands.add_parser("references", help="manage reference photos").add_subparsers(dest="action", required=True)
-    p = _sub(refs, "add", cmd_references_add, "add authentic reference photos (files or folders)")
+    refs = add_group(commands, "references", "manage reference photos")
+    p = add_command(refs, "add", cmd_references_add, "add authentic reference photos (files or folders)")
     p.add_argument("brand")
     p.add_argument("files", nargs="+")
     p.add_argument("--product", default=None)
-    p = _sub(refs, "list", cmd_references_list, "list a brand's references", model=False)
+    p = add_command(refs, "list", cmd_references_list, "list a brand's references", model=False)
     p.add_argument("brand")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--after", type=int, default=None, help="cursor: list ids after this one")
-    p = _sub(refs, "remove", cmd_references_remove, "delete references by id")
+    p = add_command(refs, "remove", cmd_references_remove, "delete references by id")
     p.add_argument("brand")
     p.add_argument("ids", nargs="+", type=int)
 
-    p = _sub(commands, "check", cmd_check, "check a listing's photos; prints CheckResult JSON")
+    p = add_command(commands, "check", cmd_check, "check a listing's photos; prints CheckResult JSON")
     p.add_argument("files", nargs="+")
     p.add_argument("--brand", default=None, help="the brand the listing claims (default: the predicted brand)")
     p.add_argument("--listing-id", default=None)
 
-    index = commands.add_parser("index", help="the FAISS index").add_subparsers(dest="action", required=True)
-    _sub(index, "rebuild", cmd_index_rebuild, "rebuild the index from the database")
+    index = add_group(commands, "index", "the FAISS index")
+    add_command(index, "rebuild", cmd_index_rebuild, "rebuild the index from the database")
 
-    p = _sub(commands, "evaluate", cmd_evaluate, "measure detection quality on a dataset folder")
+    p = add_command(commands, "evaluate", cmd_evaluate, "measure detection quality on a dataset folder")
     p.add_argument("--data", required=True, help="dataset in the <brand>/references|genuine|counterfeit layout")
     p.add_argument("--out", default=None, help="report folder (report.json, report.md, PNG plots)")
 
-    keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
-    p = _sub(keys, "create", cmd_keys_create, "create a key; prints it as the only stdout line", model=False)
+    keys = add_group(commands, "keys", "API keys")
+    p = add_command(keys, "create", cmd_keys_create, "create a key; prints it as the only stdout line", model=False)
     p.add_argument("--role", required=True, choices=("admin", "brand", "pipeline"))
     p.add_argument("--brand", default=None)
-    _sub(keys, "list", cmd_keys_list, "list keys (never the secrets)", model=False)
-    p = _sub(keys, "revoke", cmd_keys_revoke, "revoke a key by id", model=False)
+    add_command(keys, "list", cmd_keys_list, "list keys (never the secrets)", model=False)
+    p = add_command(keys, "revoke", cmd_keys_revoke, "revoke a key by id", model=False)
     p.add_argument("id")
 
-    p = _sub(commands, "serve", cmd_serve, "run the HTTP service")
+    p = add_command(commands, "serve", cmd_serve, "run the HTTP service")
     from detector.service.settings import add_serve_arguments
 
     add_serve_arguments(p)
+    for entry in entry_points(group=COMMAND_GROUP):
+        entry.load()(commands)
     return parser
 
 
-def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    progress.show_progress(not args.quiet)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for ours in ("detector", "training"):  # our progress at INFO; libraries stay at WARNING
         logging.getLogger(ours).setLevel(logging.WARNING if args.quiet else logging.INFO)
@@ -255,10 +276,6 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> i
         print("interrupted", file=sys.stderr)
         return 130
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

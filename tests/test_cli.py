@@ -89,3 +89,15 @@ def test_keys_create_prints_only_the_key(tmp_path):
     assert keys[0]["role"] == "brand" and keys[0]["brand"] == "acme" and lines[0] not in json.dumps(keys)
     cfd("keys", "revoke", keys[0]["id"], data_dir=data)
     assert json.loads(cfd("keys", "list", data_dir=data).stdout)["keys"][0]["revoked_at"] is not None
+
+
+def test_cfd_is_the_runtime_cli_and_training_commands_plug_in():
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "cfd"]
+    assert script.value == "detector.cli:main"
+    (plugin,) = [e for e in entry_points(group="counterfeit_detector.commands") if e.name == "training"]
+    assert plugin.value == "training.cli:register"
+    for command in (["train", "--help"], ["data", "synth", "--help"], ["calibrate", "--help"]):
+        result = subprocess.run([CFD, *command], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "usage: cfd" in result.stdout, result.stderr

@@ -17,11 +17,7 @@ import numpy as np
 from detector.evaluation.metrics import threshold_at_fpr
 from detector.fsutil import atomic_write_bytes
 from detector.model_folder import Calibration
-from detector.scoring import fuse
-
-# Signals whose weight must not be positive (more similar -> less counterfeit).
-NON_POSITIVE = {"brand_similarity", "brand_topk_similarity", "brand_margin"}
-NON_NEGATIVE = {"other_brand_similarity", "head_logit", "patch_anomaly"}
+from detector.signals import signal
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iterations: int = 100,
@@ -66,30 +62,29 @@ def fit_calibration(rows: list[dict[str, Any]], features: list[str], *, suspicio
                     counterfeit_fpr: float = 0.01, top_k: int = 3, aggregation: str = "max", notes: str = "") -> Calibration:
     x = np.array([[float(r[f]) for f in features] for r in rows])
     y = np.array([int(r["label"]) for r in rows])
-    signs = np.array([-1 if f in NON_POSITIVE else 1 if f in NON_NEGATIVE else 0 for f in features])
+    signs = np.array([signal(f).sign for f in features])
     weights, bias = fit_logistic(x, y, signs=signs)
     fitted = Calibration(features=tuple(features), weights=tuple(float(w) for w in weights), bias=bias,
                          suspicious_threshold=0.0, counterfeit_threshold=0.0)
     # thresholds are set on exactly the score the service computes
-    scores = np.array([fuse(r, fitted) for r in rows])
+    scores = np.array([fitted.fuse(r) for r in rows])
     suspicious = threshold_at_fpr(y, scores, suspicious_fpr)
     counterfeit = max(suspicious, threshold_at_fpr(y, scores, counterfeit_fpr))
     genuine = [r for r in rows if int(r["label"]) == 0]
-    extra = {}
+    high_patch_anomaly = None
     if "patch_anomaly" in features:
         # informational flag: above the 95th percentile of genuine photos' patch anomaly
-        extra["high_patch_anomaly"] = round(float(np.percentile([float(r["patch_anomaly"]) for r in genuine], 95)), 6)
+        high_patch_anomaly = round(float(np.percentile([float(r["patch_anomaly"]) for r in genuine], 95)), 6)
     return Calibration(
         features=tuple(features), weights=tuple(round(float(w), 6) for w in weights), bias=round(bias, 6),
         suspicious_threshold=_round_up(suspicious), counterfeit_threshold=_round_up(counterfeit),
         top_k=top_k, aggregation=aggregation, notes=notes,
-        extra={"suspicious_fpr_target": suspicious_fpr, "counterfeit_fpr_target": counterfeit_fpr,
-               "fitted_on": len(rows),
-               # stands in for the best other-brand match when a gallery holds a single brand
-               "default_other_similarity": round(float(np.median([float(r["other_brand_similarity"]) for r in genuine])), 6),
-               # informational flag: below the 1st percentile of genuine photos' similarity
-               "low_similarity": round(float(np.percentile([float(r["brand_similarity"]) for r in genuine], 1)), 6),
-               **extra},
+        # stands in for the best other-brand match when a gallery holds a single brand
+        default_other_similarity=round(float(np.median([float(r["other_brand_similarity"]) for r in genuine])), 6),
+        # informational flag: below the 1st percentile of genuine photos' similarity
+        low_similarity=round(float(np.percentile([float(r["brand_similarity"]) for r in genuine], 1)), 6),
+        high_patch_anomaly=high_patch_anomaly,
+        extra={"suspicious_fpr_target": suspicious_fpr, "counterfeit_fpr_target": counterfeit_fpr, "fitted_on": len(rows)},
     )
 
 

@@ -1,11 +1,11 @@
-"""``cfd`` with the training commands added to the runtime ones (``detector.cli``)."""
+"""Training's command groups for ``cfd`` (registered through the ``counterfeit_detector.commands``
+entry point): ``cfd data synth``, ``cfd calibrate``, ``cfd train``."""
 
 from __future__ import annotations
 
 import sys
-from typing import Sequence
 
-from detector.cli import build_parser, run
+from detector.cli import add_command, add_group, load_model_from_args
 from detector.errors import InvalidInputError
 
 
@@ -18,7 +18,7 @@ def cmd_data_synth(args) -> None:
         raise InvalidInputError("--references, --genuine and --per-severity must be >= 1, --size >= 64")
     config = SynthConfig(brands=args.brands, seed=args.seed, references=args.references, genuine=args.genuine,
                          per_severity=args.per_severity, size=args.size)
-    rows = generate(args.out, config, contact_sheet=args.contact_sheet, show_progress=not args.quiet)
+    rows = generate(args.out, config, contact_sheet=args.contact_sheet)
     print(f"wrote {len(rows)} photos of {args.brands} brands to {args.out}", file=sys.stderr)
 
 
@@ -26,11 +26,10 @@ def cmd_calibrate(args) -> None:
     import json
 
     from detector.evaluation.run import evaluate_rows
-    from detector.model_folder import load_model
     from training.calibrate import fit_calibration, write_calibration
 
-    model = load_model(args.model)
-    rows = evaluate_rows(args.data, model, precision=args.precision, show_progress=not args.quiet)
+    model = load_model_from_args(args)
+    rows = evaluate_rows(args.data, model)
     calibration = fit_calibration(rows, args.features.split(","), suspicious_fpr=args.suspicious_fpr,
                                   counterfeit_fpr=args.counterfeit_fpr, notes=args.notes or f"fitted on {args.data}")
     if args.write:
@@ -44,12 +43,11 @@ def cmd_train(args) -> None:
     run_from_args(args)
 
 
-def build_full_parser():
-    parser = build_parser()
-    commands = next(a for a in parser._actions if a.dest == "command")
-    data = commands.add_parser("data", help="datasets").add_subparsers(dest="action", required=True)
-    p = data.add_parser("synth", help="generate the synthetic product-photo benchmark",
-                        description="Deterministic synthetic brands, genuine and counterfeit listing photos.")
+def register(commands) -> None:
+    """Adds the training commands to ``cfd``'s sub-command registry."""
+    data = add_group(commands, "data", "datasets")
+    p = add_command(data, "synth", cmd_data_synth, "generate the synthetic product-photo benchmark "
+                    "(deterministic synthetic brands, genuine and counterfeit listing photos)", data_dir=False, model=False)
     p.add_argument("--out", required=True)
     p.add_argument("--brands", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
@@ -58,35 +56,18 @@ def build_full_parser():
     p.add_argument("--per-severity", type=int, default=1, help="counterfeit photos per kind and severity")
     p.add_argument("--size", type=int, default=256, help="image side in pixels")
     p.add_argument("--contact-sheet", action="store_true", help="also write contact_sheet.png")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(func=cmd_data_synth)
 
-    p = commands.add_parser("calibrate", help="fit a model's score fusion and thresholds on a dataset",
-                            description="Fit calibration.json (logistic fusion, thresholds at target FPRs).")
+    p = add_command(commands, "calibrate", cmd_calibrate, "fit a model's score fusion and thresholds on a dataset "
+                    "(logistic fusion, thresholds at target FPRs)", data_dir=False)
     p.add_argument("--data", required=True)
-    p.add_argument("--model", default=None, help="model folder (default: the built-in zero-shot model)")
     p.add_argument("--features", default="brand_similarity,brand_margin")
     p.add_argument("--suspicious-fpr", type=float, default=0.05)
     p.add_argument("--counterfeit-fpr", type=float, default=0.01)
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     p.add_argument("--write", action="store_true", help="write calibration.json into the model folder")
     p.add_argument("--notes", default=None, help="provenance text stored in calibration.json")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(func=cmd_calibrate)
 
-    p = commands.add_parser("train", help="fine-tune a model and export it to models/",
-                            description="Fine-tune from a YAML recipe; key=value arguments override it.")
+    p = add_command(commands, "train", cmd_train, "fine-tune a model from a YAML recipe and export it to models/ "
+                    "(key=value arguments override the recipe)", data_dir=False, model=False)
     p.add_argument("--config", required=True)
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
-    p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("overrides", nargs="*", help="key=value, e.g. train.steps=50")
-    p.set_defaults(func=cmd_train)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(build_full_parser(), argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

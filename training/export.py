@@ -1,192 +1,39 @@
-"""Write a trained model folder and measure it against the zero-shot model on the benchmarks."""
+"""Write a trained model folder and measure it against the zero-shot model on the recipe's benchmarks."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from detector.evaluation.metrics import paired_auc_difference, roc_auc
-from detector.evaluation.run import evaluate_rows, summarise
 from detector.model_folder import Calibration, ModelConfig, load_model, save_model_folder
-from training.calibrate import NON_POSITIVE
+from training.benchmarks import benchmark, compare
+from training.config import Recipe
+from training.model_card import model_card
 
 
-def _chosen(rows: list[dict], keep) -> list[dict]:
-    """Every genuine photo and the counterfeits ``keep`` selects."""
-    return [r for r in rows if r["label"] == 0 or keep(r)]
-
-
-def _summary(rows: list[dict], keep) -> dict[str, Any]:
-    chosen = _chosen(rows, keep)
-    return summarise(np.array([r["label"] for r in chosen]), np.array([r["score"] for r in chosen]))
-
-
-def _subsets(rows: list[dict], seen_kinds: set[str]) -> dict[str, Any]:
-    kinds = {r["kind"] for r in rows if r["label"] == 1}
-    subsets = {"all": lambda r: True}
-    if len(kinds) > 1:
-        subsets.update(seen_kinds=lambda r: r["kind"] in seen_kinds, unseen_kinds=lambda r: r["kind"] not in seen_kinds)
-    return subsets
-
-
-def compare(ours: list[dict], theirs: list[dict], seen_kinds: set[str]) -> dict[str, Any]:
-    """Paired bootstrap of the ROC-AUC difference per subset (both models scored the same photos)."""
-    by_path = {r["path"]: r for r in theirs}
-    out = {}
-    for name, keep in _subsets(ours, seen_kinds).items():
-        chosen = _chosen(ours, keep)
-        out[name] = paired_auc_difference([r["label"] for r in chosen], [r["score"] for r in chosen],
-                                          [by_path[r["path"]]["score"] for r in chosen])
-    return out
-
-
-def benchmark(model, entry: dict[str, Any], seen_kinds: set[str], *, show_progress: bool) -> tuple[dict[str, Any], list[dict]]:
-    path = Path(entry["path"])
-    if not path.exists() and entry.get("synth"):
-        from training.synth.generate import SynthConfig, generate
-
-        generate(path, SynthConfig(**entry["synth"]), show_progress=show_progress)
-    rows = evaluate_rows(path, model, show_progress=show_progress)
-    kinds = sorted({r["kind"] for r in rows if r["label"] == 1})
-    result = {name: _summary(rows, keep) for name, keep in _subsets(rows, seen_kinds).items()}
-    result["per_kind"] = {k: _summary(rows, lambda r, k=k: r["kind"] == k)["roc_auc"] for k in kinds}
-    labels = [r["label"] for r in rows]
-    # each fused signal on its own, oriented so that higher means counterfeit
-    result["per_signal"] = {f: roc_auc(labels, [(-1 if f in NON_POSITIVE else 1) * float(r[f]) for r in rows])
-                            for f in model.calibration.features}
-    return result, rows
-
-
-def export_model(config: dict[str, Any], mconfig: ModelConfig, calibration: Calibration, net, result: dict[str, Any],
-                 *, provenance: dict[str, Any], show_progress: bool = True) -> Path:
+def export_model(recipe: Recipe, mconfig: ModelConfig, calibration: Calibration, net, result, *,
+                 provenance: dict[str, Any]) -> Path:
     """``provenance``: the command that trained it and its wall time up to export (shown in the card)."""
-    folder = Path(config["export"])
-    splits = result["splits"]
-    state = result["state"]
-    metrics: dict[str, Any] = {"validation_roc_auc": state["best_auroc"], "steps": state["step"], "provenance": provenance,
+    folder = recipe.export
+    splits, state = result.splits, result.state
+    metrics: dict[str, Any] = {"validation_roc_auc": state.best_auroc, "steps": state.step, "provenance": provenance,
                                "splits": {k: list(v) for k, v in splits.__dict__.items()}, "benchmarks": {}}
     save_model_folder(folder, config=mconfig, calibration=calibration, metrics=metrics, model_card="(pending)\n", net=net)
-    trained, zero_shot = load_model(folder), load_model(None)
+    trained, zero_shot = load_model(folder, precision=result.precision), load_model(None, precision=result.precision)
     # Calibration saw validation kinds; gradient steps saw only training kinds.
     seen = set(splits.train_kinds) | set(splits.val_kinds)
-    for entry in config.get("evaluate", []):
-        if not Path(entry["path"]).exists() and not entry.get("synth"):
-            print(f"skipping benchmark {entry['name']}: {entry['path']} not found", file=sys.stderr)
+    for entry in recipe.evaluate:
+        if not entry.path.exists() and not entry.synth:
+            print(f"skipping benchmark {entry.name}: {entry.path} not found", file=sys.stderr)
             continue
-        ours, our_rows = benchmark(trained, entry, seen, show_progress=show_progress)
-        theirs, their_rows = benchmark(zero_shot, entry, seen, show_progress=show_progress)
-        metrics["benchmarks"][entry["name"]] = {
-            "command": f"cfd evaluate --data {entry['path']} --model {folder}",
+        ours, our_rows = benchmark(trained, entry, seen)
+        theirs, their_rows = benchmark(zero_shot, entry, seen)
+        metrics["benchmarks"][entry.name] = {
+            "command": f"cfd evaluate --data {entry.path} --model {folder}",
             mconfig.name: ours, zero_shot.name: theirs,
             "roc_auc_difference": compare(our_rows, their_rows, seen),
         }
-    card = model_card(config, mconfig, calibration, metrics, zero_shot.name)
+    card = model_card(recipe, mconfig, calibration, metrics, zero_shot.name)
     save_model_folder(folder, config=mconfig, calibration=calibration, metrics=metrics, model_card=card, net=net)
     return folder
-
-
-def shipping_decision(metrics: dict[str, Any], name: str, baseline: str) -> str:
-    """Ship only a model that beats the zero-shot one on real photos and on unseen synthetic kinds."""
-    verdicts = []
-    for bench, result in metrics["benchmarks"].items():
-        subset_name = "unseen_kinds" if "unseen_kinds" in result[name] else "all"
-        ours, theirs = result[name][subset_name]["roc_auc"], result[baseline][subset_name]["roc_auc"]
-        verdicts.append((bench, subset_name, ours, theirs, ours is not None and theirs is not None and ours > theirs))
-    table = "; ".join(f"{b} ({s.replace('_', ' ')}): ROC-AUC {o:.3f} vs {t:.3f}" for b, s, o, t, _ in verdicts if o is not None)
-    if verdicts and all(v[-1] for v in verdicts):
-        return f"Beats {baseline} on every benchmark ({table}): a candidate for the default model."
-    return (f"Not shipped: it does not beat {baseline} on every benchmark ({table}). The zero-shot model stays "
-            "the default of `cfd serve`, and these weights are not committed.")
-
-
-def architecture(config: dict[str, Any], mconfig: ModelConfig) -> str:
-    """What this recipe trains, in words."""
-    train_from = config["model"].get("train_from_block")
-    parts = [f"{mconfig.backbone} with ImageNet weights from the registry, "
-             + ("frozen" if train_from is None else f"blocks from {train_from} on fine-tuned")]
-    if mconfig.embedding_dim:
-        parts.append(f"a {mconfig.embedding_dim}-d projection trained with a supervised contrastive loss over brand "
-                     "identity (counterfeits act as negatives of their brand)")
-    else:
-        parts.append("the pooled backbone features as the embedding (no projection)")
-    if mconfig.head:
-        parts.append("a genuine-versus-counterfeit head on the pooled features")
-    if mconfig.patch_dim:
-        parts.append(f"a patch head ({mconfig.patch_dim}-d local descriptors on a 14 x 14 grid, with attention) trained "
-                     "with a pairwise ranking loss so that the closest references' parts reappear in genuine listing "
-                     "photos and not in counterfeits (the `patch_anomaly` signal, detector/patches.py)")
-    return "Architecture: " + "; ".join(parts) + "."
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def model_card(config: dict[str, Any], mconfig: ModelConfig, calibration: Calibration, metrics: dict[str, Any],
-               baseline: str) -> str:
-    splits = metrics["splits"]
-    lines = [
-        f"# {mconfig.name} {mconfig.version}", "",
-        architecture(config, mconfig), "",
-        "## Data", "",
-        f"`{config['data']['root']}` (synthetic: `{json.dumps(config['data'].get('synth'))}`). Splits by brand and by "
-        f"counterfeit kind: {len(splits['train_brands'])} training brands, {len(splits['val_brands'])} validation brands; "
-        f"training kinds {splits['train_kinds']}, validation kinds {splits['val_kinds']} (calibration only), "
-        f"held-out kinds {splits['holdout_kinds']} (never used).", "",
-        "## Reproduce", "",
-        "```bash", metrics["provenance"].get("command", "cfd train --config <recipe>"), "```", "",
-        *([f"Wall time from the start of that command to export (data generation, training, calibration), on the "
-           f"machine that trained it: {metrics['provenance']['wall_s_to_export']} s"
-           + (" (a resumed run: this invocation only)." if metrics["provenance"].get("resumed") else ".")]
-          if "wall_s_to_export" in metrics["provenance"] else []), "",
-        "Benchmarks, for either model (`--model` omitted: the zero-shot one):", "",
-        "```bash", *[b["command"] for b in metrics["benchmarks"].values()], "```", "",
-        "## Recipe", "",
-        "```yaml", json.dumps(config["train"], indent=2), "```", "",
-        f"Stopped after {metrics['steps']} steps; best validation ROC-AUC (unseen brands) {metrics['validation_roc_auc']:.4f}.",
-        "", "## Calibration", "",
-        f"Logistic fusion of {list(calibration.features)}: weights {list(calibration.weights)}, bias {calibration.bias}; "
-        f"suspicious >= {calibration.suspicious_threshold}, counterfeit >= {calibration.counterfeit_threshold} "
-        f"({calibration.notes}).", "",
-        "## Measured against the zero-shot model", "",
-        "Every benchmark brand is unseen (generated with another seed, or real photos). 'Unseen kinds' are the "
-        "counterfeit kinds held out of training and calibration.", "",
-        "| benchmark | subset | model | ROC-AUC | TPR @ 1% FPR | TPR @ 5% FPR |", "|---|---|---|---|---|---|",
-    ]
-    for name, result in metrics["benchmarks"].items():
-        for subset_name in ("all", "seen_kinds", "unseen_kinds"):
-            for model_name in (mconfig.name, baseline):
-                m = result[model_name].get(subset_name)
-                if m:
-                    lines.append(f"| {name} | {subset_name.replace('_', ' ')} | {model_name} | {_fmt(m['roc_auc'])} | "
-                                 f"{_fmt(m['tpr_at_1pct_fpr'])} | {_fmt(m['tpr_at_5pct_fpr'])} |")
-    lines += ["", f"ROC-AUC difference ({mconfig.name} minus {baseline}), with a 95% paired bootstrap interval over photos:", "",
-              "| benchmark | subset | difference | 95% interval |", "|---|---|---|---|"]
-    for name, result in metrics["benchmarks"].items():
-        for subset_name, d in result.get("roc_auc_difference", {}).items():
-            if d["difference"] is not None:
-                lines.append(f"| {name} | {subset_name.replace('_', ' ')} | {d['difference']:+.3f} | "
-                             f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] |")
-    lines += ["", "Per kind (ROC-AUC):", "", "| benchmark | kind | " + mconfig.name + " | " + baseline + " |", "|---|---|---|---|"]
-    for name, result in metrics["benchmarks"].items():
-        for kind, value in result[mconfig.name]["per_kind"].items():
-            lines.append(f"| {name} | {kind} | {_fmt(value)} | {_fmt(result[baseline]['per_kind'].get(kind))} |")
-    lines += ["", f"Each signal of {mconfig.name} on its own (ROC-AUC, all photos):", "",
-              "| benchmark | " + " | ".join(calibration.features) + " | fused |", "|---" * (len(calibration.features) + 2) + "|"]
-    for name, result in metrics["benchmarks"].items():
-        ours = result[mconfig.name]
-        lines.append(f"| {name} | " + " | ".join(_fmt(ours["per_signal"][f]) for f in calibration.features)
-                     + f" | {_fmt(ours['all']['roc_auc'])} |")
-    lines += ["", "## Shipping decision", "", shipping_decision(metrics, mconfig.name, baseline)]
-    lines += ["", "## Known limits", "",
-              "- Trained on synthetic products only; real-photo performance is the grocery-store row above.",
-              "- The fusion weights are fitted on synthetic validation brands. Compare each signal's own ROC-AUC above: "
-              "where a signal is weaker on real photos than on synthetic ones, the fusion leans on it more than it earns there.",
-              "- Per-kind rows rest on the synthetic sets' 3 photos per brand and kind: read them with the intervals "
-              "of the larger subsets above in mind.",
-              "- Thresholds are set at target false-positive rates on synthetic validation brands.", ""]
-    return "\n".join(lines)

@@ -3,7 +3,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.scoring import fuse
 from training.calibrate import fit_calibration, fit_logistic
 
 
@@ -24,7 +23,7 @@ def test_fit_separates_and_is_monotonic():
     weights = dict(zip(calibration.features, calibration.weights))
     assert weights["brand_margin"] < 0 and weights["brand_similarity"] <= 0
     margins = np.linspace(-0.3, 0.3, 50)
-    scores = [fuse({"brand_similarity": 0.7, "brand_margin": m}, calibration) for m in margins]
+    scores = [calibration.fuse({"brand_similarity": 0.7, "brand_margin": m}) for m in margins]
     assert all(a >= b for a, b in zip(scores, scores[1:]))  # more margin, never a higher score
     assert scores[0] > 0.9 and scores[-1] < 0.1
 
@@ -32,11 +31,11 @@ def test_fit_separates_and_is_monotonic():
 def test_thresholds_meet_their_fpr_targets():
     rows = _rows(np.random.default_rng(1))
     calibration = fit_calibration(rows, ["brand_margin"], suspicious_fpr=0.05, counterfeit_fpr=0.01)
-    genuine = [fuse(r, calibration) for r in rows if r["label"] == 0]
+    genuine = [calibration.fuse(r) for r in rows if r["label"] == 0]
     assert calibration.suspicious_threshold <= calibration.counterfeit_threshold
     assert np.mean(np.array(genuine) >= calibration.suspicious_threshold) <= 0.05
     assert np.mean(np.array(genuine) >= calibration.counterfeit_threshold) <= 0.01
-    assert "default_other_similarity" in calibration.extra
+    assert calibration.default_other_similarity == pytest.approx(np.median([r["other_brand_similarity"] for r in rows if r["label"] == 0]), abs=1e-6)
 
 
 def test_sign_constraint_drops_a_feature_that_fits_backwards():
@@ -61,7 +60,7 @@ def test_patch_anomaly_only_raises_the_score_and_sets_its_flag_threshold():
     calibration = fit_calibration(rows, ["brand_margin", "patch_anomaly"])
     assert dict(zip(calibration.features, calibration.weights))["patch_anomaly"] > 0
     anomalies = np.linspace(0.0, 0.6, 40)
-    scores = [fuse({"brand_margin": 0.0, "patch_anomaly": a}, calibration) for a in anomalies]
+    scores = [calibration.fuse({"brand_margin": 0.0, "patch_anomaly": a}) for a in anomalies]
     assert all(a <= b for a, b in zip(scores, scores[1:]))  # more anomaly, never a lower score
     genuine = [r["patch_anomaly"] for r in rows if r["label"] == 0]
-    assert calibration.extra["high_patch_anomaly"] == pytest.approx(np.percentile(genuine, 95), abs=1e-6)
+    assert calibration.high_patch_anomaly == pytest.approx(np.percentile(genuine, 95), abs=1e-6)

@@ -19,17 +19,17 @@ def _digests(root):
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth") / "a"
-    generate(out, TINY, contact_sheet=True, show_progress=False)
+    generate(out, TINY, contact_sheet=True)
     return out
 
 
 def test_same_arguments_give_identical_files(tiny_set, tmp_path):
-    generate(tmp_path / "b", TINY, contact_sheet=True, show_progress=False)
+    generate(tmp_path / "b", TINY, contact_sheet=True)
     assert _digests(tiny_set) == _digests(tmp_path / "b")
 
 
 def test_another_seed_gives_other_photos(tiny_set, tmp_path):
-    generate(tmp_path / "c", SynthConfig(**{**TINY.__dict__, "seed": 6}), show_progress=False)
+    generate(tmp_path / "c", SynthConfig(**{**TINY.__dict__, "seed": 6}))
     a, c = _digests(tiny_set), _digests(tmp_path / "c")
     assert set(a.values()).isdisjoint(set(c.values()))
 
@@ -79,7 +79,7 @@ def test_blur_and_jpeg_statistics_cannot_tell_the_classes_apart(tmp_path):
     from detector.evaluation.metrics import roc_auc
 
     out = tmp_path / "nuisance"
-    rows = generate(out, SynthConfig(brands=4, seed=8, references=1, genuine=21, per_severity=1, size=128), show_progress=False)
+    rows = generate(out, SynthConfig(brands=4, seed=8, references=1, genuine=21, per_severity=1, size=128))
     listings = [r for r in rows if r["role"] != "references"]
     labels = [int(r["role"] == "counterfeit") for r in listings]
     quantisation, sharpness = [], []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 import subprocess
 import sys
 from pathlib import Path
@@ -30,12 +31,13 @@ CFD = str(Path(sys.executable).parent / "cfd")
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("train") / "data"
-    generate(root, SynthConfig(brands=5, seed=21, references=2, genuine=3, per_severity=1, size=96), show_progress=False)
+    generate(root, SynthConfig(brands=5, seed=21, references=2, genuine=3, per_severity=1, size=96))
     return root
 
 
 def _overrides(data, tmp, steps=1, **extra):
-    items = {"data.root": data, "data.synth": "null", "train.steps": steps, "train.eval_every": 1, "train.batch_brands": 2,
+    # two of the five brands validate: brand_margin needs another brand in the validation gallery
+    items = {"data.root": data, "data.synth": "null", "data.val_brand_fraction": 0.4, "train.steps": steps, "train.eval_every": 1, "train.batch_brands": 2,
              "train.genuine_per_brand": 2, "train.counterfeits_per_brand": 1, "train.warmup_steps": 1,
              "train.precision": "fp32", "out": tmp / "run", "export": tmp / "model", "evaluate": "[]", **extra}
     return [f"{k}={v}" for k, v in items.items()]
@@ -61,7 +63,7 @@ def test_one_step_smoke_then_export_roundtrip(tiny_data, tmp_path):
 
     images = [product_image("acme", 1), product_image("zenit", 2)]
     expected = Embedder(net.eval(), model.config.transform(), precision="fp32").embed(images)
-    got = model.embedder(precision="fp32").embed(images)
+    got = replace(model, precision="fp32").embedder().embed(images)
     np.testing.assert_array_equal(expected.vectors, got.vectors)
     np.testing.assert_array_equal(expected.patches, got.patches)
     assert got.patches.shape == (2, 14 * 14, 129)
@@ -69,12 +71,12 @@ def test_one_step_smoke_then_export_roundtrip(tiny_data, tmp_path):
 
 def test_resume_reproduces_the_uninterrupted_run(tiny_data, tmp_path):
     straight = load_config(RECIPE, _overrides(tiny_data, tmp_path / "a", steps=2))
-    train(straight, show_progress=False)
+    train(straight)
     paused = load_config(RECIPE, _overrides(tiny_data, tmp_path / "b", steps=2, **{"train.stop_after": 1}))
-    first = train(paused, show_progress=False)
-    assert first["state"]["step"] == 1
+    first = train(paused)
+    assert first.state.step == 1
     resumed = load_config(RECIPE, _overrides(tiny_data, tmp_path / "b", steps=2))
-    train(resumed, resume=True, show_progress=False)
+    train(resumed, resume=True)
     a = load_checkpoint(tmp_path / "a" / "run" / "checkpoint.pt")
     b = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")
     assert a["state"]["step"] == b["state"]["step"] == 2
@@ -108,6 +110,20 @@ def test_bad_overrides_are_clear_errors():
         load_config(RECIPE, ["train.steps"])
     result = subprocess.run([CFD, "train", "--config", str(RECIPE), "model.nope=1"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and result.stderr.startswith("error:")
+    with pytest.raises(InvalidInputError, match="train.steps"):
+        load_config(RECIPE, ["train.steps=many"])
+
+
+def test_a_misspelt_recipe_key_is_an_error_and_defaults_are_explicit(tmp_path):
+    text = RECIPE.read_text()
+    misspelt = tmp_path / "misspelt.yaml"
+    misspelt.write_text(text.replace("  patch_weight:", "  patch_wieght:"))
+    with pytest.raises(InvalidInputError, match="patch_wieght"):
+        load_config(misspelt)
+    no_head = tmp_path / "no-head.yaml"
+    no_head.write_text("\n".join(line for line in text.splitlines() if not line.startswith("  head:")))
+    assert load_config(no_head).model.head is False  # leaving it out adds no head
+    assert load_config(RECIPE, ["model.train_from_block=4"]).model.train_from_block == 4
 
 
 def test_distributed_two_processes_on_cpu(tiny_data, tmp_path):
@@ -127,7 +143,7 @@ def test_projection_head_and_backbone_blocks_train_too(tiny_data, tmp_path):
     config = load_config(RECIPE, _overrides(tiny_data, tmp_path, **{"model.embedding_dim": 32, "model.head": "true",
                                                                      "model.train_from_block": 6}))
     before = build_net(load_config_model(config), pretrained=True).state_dict()
-    train(config, show_progress=False)
+    train(config)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert {"supcon", "head_bce", "patch_rank"} <= set(history[0])
     after = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
+from detector import progress
 from detector.fsutil import atomic_write_bytes
 from training.synth.brand import Brand, make_brand
 from training.synth.defects import KINDS, SEVERITIES, counterfeit_look
@@ -68,14 +68,13 @@ def _brand_jobs(b: int, brand: Brand, config: SynthConfig):
                 k += 1
 
 
-def generate(out: str | Path, config: SynthConfig = SynthConfig(), *, contact_sheet: bool = False,
-             show_progress: bool = True) -> list[dict]:
+def generate(out: str | Path, config: SynthConfig = SynthConfig(), *, contact_sheet: bool = False) -> list[dict]:
     out = Path(out)
     brands = make_brands(config)
     splits = assign_splits(brands, config)
     rows: list[dict] = []
     total = config.brands * (config.references + config.genuine + len(KINDS) * len(SEVERITIES) * config.per_severity)
-    with tqdm(total=total, desc="synthesising photos", unit="img", disable=not show_progress) as bar:
+    with progress.bar(total=total, desc="synthesising photos") as bar:
         for b, brand in enumerate(brands):
             for role, kind, severity, colourway, k in _brand_jobs(b, brand, config):
                 rng, image_seed = _rng(config.seed, b, ROLE_IDS[role], k)
