@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from detector.evaluation.metrics import average_precision, confusion, roc_auc, threshold_at_fpr, tpr_at_fpr
@@ -44,3 +45,15 @@ def test_threshold_at_fpr_keeps_the_rate():
 def test_confusion_counts():
     table = confusion([0, 0, 1, 1, 1], ["genuine", "suspicious", "counterfeit", "genuine", "counterfeit"])
     assert table == {"genuine": {"genuine": 1, "suspicious": 1}, "counterfeit": {"counterfeit": 2, "genuine": 1}}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ranking_metrics_match_scikit_learn(seed):
+    """Vectorised ranks against scikit-learn as an oracle, with many ties (scores rounded to a coarse grid)."""
+    from sklearn import metrics as sklearn_metrics
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 500)
+    scores = np.round(rng.normal(labels * 0.7, 1.0), 1)
+    assert roc_auc(labels, scores) == pytest.approx(sklearn_metrics.roc_auc_score(labels, scores), abs=1e-12)
+    assert average_precision(labels, scores) == pytest.approx(sklearn_metrics.average_precision_score(labels, scores), abs=1e-12)

@@ -13,24 +13,20 @@ def _validate(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     return labels, scores
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``values``; tied values share the mean of the ranks they span."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)
+    return ((last - counts + 1 + last) / 2.0)[inverse]
+
+
 def roc_auc(labels, scores) -> float | None:
     """Probability that a random positive outscores a random negative (Mann-Whitney U)."""
     labels, scores = _validate(labels, scores)
     n_pos, n_neg = int(labels.sum()), int((1 - labels).sum())
     if n_pos == 0 or n_neg == 0:
         return None
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    # average ranks over ties
-    i = 0
-    while i < len(scores):
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    u = ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2.0
+    u = average_ranks(scores)[labels == 1].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
 
 

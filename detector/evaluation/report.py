@@ -1,13 +1,28 @@
-"""Human-facing evaluation outputs: ROC and score-histogram PNGs, and a Markdown summary."""
+"""Evaluation outputs: report.json and samples.csv for machines, ROC and score-histogram PNGs and
+a Markdown summary for people."""
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from detector.evaluation.metrics import roc_curve
+
+
+def write_report(out: Path, report: dict[str, Any], rows: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    fields = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("brand", "path", "label", "kind"), k))
+    with open(out / "samples.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    write_plots(out, rows, report)
+    write_markdown(out / "report.md", report)
 
 
 def write_plots(out: Path, rows: list[dict], report: dict[str, Any]) -> None:
