@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from detector.errors import NotFoundError
-from detector.fsutil import atomic_write_bytes
+from detector.fsutil import atomic_write_bytes, disk_full_is_typed
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -31,7 +31,8 @@ class BlobStore:
         digest = sha256_hex(data)
         target = self.path(digest)
         if not target.exists():
-            atomic_write_bytes(target, data)
+            with disk_full_is_typed():
+                atomic_write_bytes(target, data)
         return digest
 
     def get(self, digest: str) -> bytes:
@@ -48,3 +49,10 @@ class BlobStore:
 
     def digests(self) -> set[str]:
         return {p.name for p in self.root.glob("??/*") if _SHA256.match(p.name)}
+
+    def remove_temporary_files(self) -> int:
+        """Half-written files a killed writer left behind (call only where no writer is active)."""
+        leftovers = list(self.root.glob("??/.*.tmp"))
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return len(leftovers)

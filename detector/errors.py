@@ -61,6 +61,12 @@ class WeightsError(DetectorError):
     code = "weights_error"
 
 
+class InsufficientStorageError(DetectorError):
+    """The disk holding the data directory is full."""
+
+    code = "insufficient_storage"
+
+
 class OverloadedError(DetectorError):
     code = "overloaded"
 

@@ -13,23 +13,27 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
+import torch
 
 from detector import progress
 from detector.blobs import BlobStore, sha256_hex
 from detector.embedder import Embedder
 from detector.errors import InvalidInputError
-from detector.images import load_image
+from detector.datalock import DataDirLock
+from detector.images import decode, open_image
 from detector.index import GalleryIndex
 from detector.limits import Limits
-from detector.store import DB_FILE, NewReference, Reference, Store, validate_brand_slug
+from detector.pixel_budget import PixelAllowance, PixelBudget
+from detector.store import DB_FILE, NewReference, Reference, Store, validate_brand_slug, validate_product
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
 IMAGES_DIR = "images"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,13 @@ class Gallery:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.data_dir / DB_FILE)
         self.blobs = BlobStore(self.data_dir / IMAGES_DIR)
+        self.lock = DataDirLock(self.data_dir)
         self.embedder = embedder
         self.model = model_fingerprint
         self.limits = limits
         self.index = GalleryIndex(embedder.embedding_dim)
+        self._index_version = -1  # the gallery version the in-memory index reflects
+        self.pixels = PixelBudget(limits.max_decoding_pixels)
         # Uploads and deletes are serialised so that the database and the index change together.
         self._write_lock = threading.Lock()
 
@@ -57,12 +64,15 @@ class Gallery:
     # --- startup ---
 
     def open(self) -> "Gallery":
+        # Clean-up first: on a full disk it frees space before anything else needs some.
+        self.remove_orphans()
         self.reembed_stale()
         self._load_or_rebuild_index()
-        self._remove_orphan_blobs()
         return self
 
     def reembed_stale(self) -> int:
+        """Re-embed references made by another model from their originals; a missing original is
+        reported and its reference left out of the index, never fatal."""
         stale = self.store.stale_references(self.model)
         if not stale:
             return 0
@@ -71,53 +81,104 @@ class Gallery:
         done = 0
         with progress.bar(total=len(stale), desc="re-embedding references") as bar:
             for start in range(0, len(stale), batch_size):
-                chunk = stale[start : start + batch_size]
-                images = [load_image(self.blobs.get(sha), limits=self.limits, name=f"reference {rid}") for rid, sha in chunk]
-                out = self.embedder.embed(images)
-                self.store.update_embeddings(
-                    [(rid, emb, pat) for (rid, _), emb, pat in zip(chunk, out.vectors, out.patches_per_photo())],
-                    model=self.model)
-                done += len(chunk)
-                bar.update(len(chunk))
+                chunk = [(rid, sha) for rid, sha in stale[start : start + batch_size] if self._original_available(rid, sha)]
+                if chunk:
+                    pixels, _ = self.decode([UploadFile(f"reference {rid}", self.blobs.get(sha)) for rid, sha in chunk],
+                                            allowance=PixelAllowance(len(chunk) * self.limits.max_pixels))
+                    out = self.embedder.embed_tensor(pixels)
+                    self.store.update_embeddings(
+                        [(rid, emb, pat) for (rid, _), emb, pat in zip(chunk, out.vectors, out.patches_per_photo())],
+                        model=self.model)
+                done += min(batch_size, len(stale) - start)
+                bar.update(min(batch_size, len(stale) - start))
                 log.info("re-embedded %d/%d references", done, len(stale))
         return done
 
+    def _original_available(self, ref_id: int, digest: str) -> bool:
+        if self.blobs.exists(digest):
+            return True
+        log.error("reference %d: its original %s is missing; it stays out of the index until it is uploaded again",
+                  ref_id, digest)
+        return False
+
     def _load_or_rebuild_index(self) -> None:
-        ids, brands, _, _ = self.store.all_embeddings(0)
-        brand_of = dict(zip(ids.tolist(), brands))
-        loaded = GalleryIndex.load(
-            self.data_dir / INDEX_FILE, brand_of=brand_of, gallery_version=self.store.gallery_version(),
-            model=self.model, dim=self.embedder.embedding_dim,
-        )
-        if loaded is not None:
-            self.index = loaded
-            log.info("loaded index with %d references", len(loaded))
-            return
+        with self._write_lock:
+            version = self.store.gallery_version()
+            ids, brands, _, _ = self.store.all_embeddings(0, model=self.model)
+            loaded = GalleryIndex.load(
+                self.data_dir / INDEX_FILE, brand_of=dict(zip(ids.tolist(), brands)), gallery_version=version,
+                model=self.model, dim=self.embedder.embedding_dim,
+            )
+            if loaded is not None:
+                self.index, self._index_version = loaded, version
+                log.info("loaded index with %d references", len(loaded))
+                return
         self.rebuild_index()
 
     def rebuild_index(self) -> int:
         with self._write_lock:
-            ids, brands, matrix, _ = self.store.all_embeddings(self.embedder.embedding_dim)
-            index = GalleryIndex(self.embedder.embedding_dim)
-            index.add(ids, brands, matrix)
-            self.index = index
+            self._rebuild_locked()
             self._save_index_locked()
-            log.info("rebuilt index with %d references", len(index))
-            return len(index)
+            return len(self.index)
+
+    def _rebuild_locked(self) -> None:
+        version = self.store.gallery_version()
+        ids, brands, matrix, _ = self.store.all_embeddings(self.embedder.embedding_dim, model=self.model)
+        index = GalleryIndex(self.embedder.embedding_dim)
+        index.add(ids, brands, matrix)
+        self.index, self._index_version = index, version
+        log.info("rebuilt index with %d references (gallery version %d)", len(index), version)
+
+    def refresh(self) -> None:
+        """Follow changes other processes made to the data directory (a ``cfd`` beside the service)."""
+        if self.store.gallery_version() != self._index_version:
+            with self._write_lock:
+                if self.store.gallery_version() != self._index_version:
+                    self._rebuild_locked()
 
     def save_index(self) -> None:
         with self._write_lock:
             self._save_index_locked()
 
     def _save_index_locked(self) -> None:
-        self.index.save(self.data_dir / INDEX_FILE, gallery_version=self.store.gallery_version(), model=self.model)
+        """The index is a cache: failing to save it (a full disk) is logged, never fatal."""
+        try:
+            self.index.save(self.data_dir / INDEX_FILE, gallery_version=self._index_version, model=self.model)
+        except OSError as exc:
+            log.warning("could not save the index cache (%s); it will be rebuilt at the next start", exc)
 
-    def _remove_orphan_blobs(self) -> None:
-        orphans = self.blobs.digests() - self.store.used_digests()
-        for digest in orphans:
-            self.blobs.delete(digest)
-        if orphans:
-            log.info("removed %d unreferenced originals", len(orphans))
+    def _write(self, change: Callable[[], T], *, apply: Callable[[T], None]) -> T:
+        """Run a database change (under the write lock) and ``apply`` it to the index; if any other
+        change happened meanwhile (another process's), rebuild the index from the database instead."""
+        before = self.store.gallery_version()
+        result = change()
+        after = self.store.gallery_version()
+        if before == self._index_version and after - before <= 1:
+            apply(result)
+            self._index_version = after
+        else:
+            self._rebuild_locked()
+        return result
+
+    def remove_orphans(self) -> int:
+        """Originals no row uses, and half-written temporary files, removed while no writer is active."""
+        with self.lock.exclusive():
+            leftovers = self.blobs.remove_temporary_files()
+            orphans = self.blobs.digests() - self.store.used_digests()
+            for digest in orphans:
+                self.blobs.delete(digest)
+        if orphans or leftovers:
+            log.info("removed %d unreferenced originals and %d temporary files", len(orphans), leftovers)
+        return len(orphans)
+
+    def _delete_blobs_if_unused(self, digests: Sequence[str]) -> None:
+        if not digests:
+            return
+        with self.lock.exclusive():
+            used = self.store.used_digests_among(list(digests))
+            for digest in digests:
+                if digest not in used:
+                    self.blobs.delete(digest)
 
     # --- brands ---
 
@@ -126,43 +187,62 @@ class Gallery:
 
     def delete_brand(self, slug: str) -> None:
         with self._write_lock:
-            orphaned = self.store.delete_brand(slug)
-            self.index.remove_brand(slug)
-            for digest in orphaned:
-                self.blobs.delete(digest)
+            orphaned = self._write(lambda: self.store.delete_brand(slug), apply=lambda _: self.index.remove_brand(slug))
+            self._delete_blobs_if_unused(orphaned)
 
     # --- references ---
 
+    def decode(self, files: Sequence[UploadFile], *, allowance: PixelAllowance | None = None,
+               ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """Photos -> one model-ready batch and each photo's upright size.
+
+        Every header is checked (and the request's pixels counted) before any pixel is decoded;
+        then one photo at a time goes straight to the model's input size, within the process's
+        pixel budget, so a request never holds more than one full-size picture."""
+        opened = [open_image(f.data, limits=self.limits, name=f.name) for f in files]
+        total = sum(image.width * image.height for image in opened)
+        (allowance or PixelAllowance(self.limits.max_request_pixels)).take(total, what=f"{len(files)} photo(s)")
+        tensors, sizes = [], []
+        for f, image in zip(files, opened):
+            with self.pixels.hold(image.width * image.height):
+                picture = decode(image, name=f.name)
+                sizes.append(picture.size)
+                tensors.append(self.embedder.transform(picture))
+                del picture, image
+        return torch.stack(tensors), sizes
+
     def add_references(self, brand: str, files: Sequence[UploadFile], *, product: str | None = None) -> list[Reference]:
         self.store.require_brand(validate_brand_slug(brand))
+        product = validate_product(product)
         if not files:
             raise InvalidInputError("no files were given")
         if len(files) > self.limits.max_files_per_upload:
             raise InvalidInputError(f"{len(files)} files exceeds the limit of {self.limits.max_files_per_upload} per request")
-        images = [load_image(f.data, limits=self.limits, name=f.name) for f in files]
-        out = self.embedder.embed(images)
-        items = [
-            NewReference(sha256_hex(f.data), image.width, image.height, embedding, patch)
-            for f, image, embedding, patch in zip(files, images, out.vectors, out.patches_per_photo())
-        ]
+        pixels, sizes = self.decode(files)
+        out = self.embedder.embed_tensor(pixels)
+        items = [NewReference(sha256_hex(f.data), width, height, embedding, patch)
+                 for f, (width, height), embedding, patch in zip(files, sizes, out.vectors, out.patches_per_photo())]
         with self._write_lock:
-            for f in files:
-                self.blobs.put(f.data)
-            references = self.store.add_references(brand, items, product=product, model=self.model)
-            fresh = [(r, item) for r, item in zip(references, items) if not r.duplicate]
-            self.index.add(
-                np.array([r.id for r, _ in fresh], dtype=np.int64),
-                [brand] * len(fresh),
-                np.stack([item.embedding for _, item in fresh]) if fresh else np.zeros((0, self.index.dim), np.float32),
-            )
-        return references
+            try:
+                # Shared: orphan clean-up (exclusive) never runs between writing the originals and committing their rows.
+                with self.lock.shared():
+                    for f in files:
+                        self.blobs.put(f.data)
+                    return self._write(lambda: self.store.add_references(brand, items, product=product, model=self.model),
+                                       apply=lambda refs: self._index_added(brand, refs, items))
+            except BaseException:
+                self._delete_blobs_if_unused([item.sha256 for item in items])  # a rejected upload leaves nothing behind
+                raise
+
+    def _index_added(self, brand: str, references: list[Reference], items: list[NewReference]) -> None:
+        fresh = [(r, item) for r, item in zip(references, items) if not r.duplicate]
+        self.index.add(np.array([r.id for r, _ in fresh], dtype=np.int64), [brand] * len(fresh),
+                       np.stack([item.embedding for _, item in fresh]) if fresh else np.zeros((0, self.index.dim), np.float32))
 
     def delete_reference(self, brand: str, ref_id: int) -> None:
         with self._write_lock:
-            orphaned = self.store.delete_reference(brand, ref_id)
-            self.index.remove([ref_id])
-            if orphaned:
-                self.blobs.delete(orphaned)
+            orphaned = self._write(lambda: self.store.delete_reference(brand, ref_id), apply=lambda _: self.index.remove([ref_id]))
+            self._delete_blobs_if_unused([orphaned] if orphaned else [])
 
     def references_by_ids(self, ids: list[int]) -> dict[int, Reference]:
         return self.store.references_by_ids(ids)

@@ -8,52 +8,69 @@ from __future__ import annotations
 
 import io
 import warnings
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from detector.errors import ImageTooLargeError, InvalidImageError
+from detector.errors import DetectorError, ImageTooLargeError, InvalidImageError
 from detector.limits import Limits
 
-ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
+# Pillow plugin ids; multi-picture JPEGs (MPO) come through the JPEG plugin.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+
+
+def open_image(data: bytes, *, limits: Limits = Limits(), name: str = "image") -> Image.Image:
+    """Read only the header of ``data``: format, size and limits are checked before any pixel is decoded.
+
+    Only the allowed formats' plugins ever see the bytes (no exotic decoder is tried)."""
+    if len(data) == 0:
+        raise InvalidImageError(f"{name}: the file is empty")
+    if len(data) > limits.max_file_bytes:
+        raise ImageTooLargeError(f"{name}: {len(data)} bytes exceeds the limit of {limits.max_file_bytes} bytes")
+    with _decoder_errors(name):
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        width, height = image.size
+        if width <= 0 or height <= 0:
+            raise InvalidImageError(f"{name}: image has no pixels")
+        if width * height > limits.max_pixels:
+            raise ImageTooLargeError(f"{name}: {width}x{height} = {width * height} pixels exceeds the limit "
+                                     f"of {limits.max_pixels} decoded pixels")
+        return image
+
+
+def decode(image: Image.Image, *, name: str = "image") -> Image.Image:
+    """Decode an opened image into 8-bit RGB, upright as the camera saw it (first frame of animations)."""
+    with _decoder_errors(name):
+        image.seek(0)
+        image.load()
+        return to_rgb(ImageOps.exif_transpose(image))
 
 
 def load_image(data: bytes, *, limits: Limits = Limits(), name: str = "image") -> Image.Image:
     """Decode ``data`` into an 8-bit RGB image, upright as the camera saw it."""
-    if len(data) == 0:
-        raise InvalidImageError(f"{name}: the file is empty")
-    if len(data) > limits.max_file_bytes:
-        raise ImageTooLargeError(
-            f"{name}: {len(data)} bytes exceeds the limit of {limits.max_file_bytes} bytes"
-        )
+    return decode(open_image(data, limits=limits, name=name), name=name)
+
+
+@contextmanager
+def _decoder_errors(name: str) -> Iterator[None]:
+    """Whatever a decoder raises on hostile bytes is the client's bad image, never a server error."""
     with warnings.catch_warnings():
         # Pillow only warns below twice its own bomb limit; we decide with our own limit.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data))
-            fmt = image.format
-            width, height = image.size
-            if fmt not in ALLOWED_FORMATS:
-                raise InvalidImageError(f"{name}: unsupported image format {fmt}")
-            if width <= 0 or height <= 0:
-                raise InvalidImageError(f"{name}: image has no pixels")
-            if width * height > limits.max_pixels:
-                raise ImageTooLargeError(
-                    f"{name}: {width}x{height} = {width * height} pixels exceeds the limit "
-                    f"of {limits.max_pixels} decoded pixels"
-                )
-            image.seek(0)  # animated images: first frame only
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            return to_rgb(image)
-        except (ImageTooLargeError, InvalidImageError):
+            yield
+        except DetectorError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageTooLargeError(f"{name}: decompression bomb rejected ({exc})") from None
         except UnidentifiedImageError:
-            raise InvalidImageError(f"{name}: not a recognised image file") from None
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
-            raise InvalidImageError(f"{name}: corrupt or truncated image ({exc})") from None
+            raise InvalidImageError(f"{name}: not a recognised image file (accepted: {', '.join(ALLOWED_FORMATS)})") from None
+        except MemoryError:
+            raise ImageTooLargeError(f"{name}: too large to decode") from None
+        except Exception as exc:  # OSError, SyntaxError, ValueError, NotImplementedError, struct.error, ...
+            raise InvalidImageError(f"{name}: corrupt or truncated image ({type(exc).__name__}: {exc})") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -6,7 +6,9 @@ FAISS on CPU must not be searched while it is being modified, so every operation
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
@@ -16,6 +18,8 @@ import faiss
 import numpy as np
 
 from detector.fsutil import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -121,27 +125,35 @@ class GalleryIndex:
     def save(self, path: Path, *, gallery_version: int, model: str) -> None:
         with self._lock:
             data = faiss.serialize_index(self._index).tobytes()
-            meta = {"gallery_version": gallery_version, "model": model, "count": len(self), "dim": self.dim}
+            meta = {"gallery_version": gallery_version, "model": model, "count": len(self), "dim": self.dim,
+                    "sha256": hashlib.sha256(data).hexdigest()}
         atomic_write_bytes(Path(path), data)
         atomic_write_bytes(_meta_path(path), json.dumps(meta).encode())
 
     @classmethod
     def load(cls, path: Path, *, brand_of: dict[int, str], gallery_version: int, model: str, dim: int) -> "GalleryIndex | None":
-        """Load a saved index if it matches the store exactly, else None (the caller rebuilds)."""
+        """Load a saved index if it matches the store exactly and its bytes are the ones saved, else None
+        (the caller rebuilds). Whatever is wrong with a cache file, it only ever means a rebuild."""
         path = Path(path)
         try:
             meta = json.loads(_meta_path(path).read_text())
+            if not isinstance(meta, dict):
+                return None
             if (meta.get("gallery_version"), meta.get("model"), meta.get("dim")) != (gallery_version, model, dim):
                 return None
-            raw = faiss.deserialize_index(np.frombuffer(path.read_bytes(), dtype=np.uint8))
-        except (OSError, ValueError, RuntimeError):
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+                log.warning("index cache %s does not match its checksum; rebuilding", path)
+                return None
+            raw = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        except Exception as exc:  # a missing, truncated or foreign file
+            log.info("index cache %s not usable (%s); rebuilding", path, exc)
             return None
-        if not isinstance(raw, faiss.IndexIDMap2):
+        if not isinstance(raw, faiss.IndexIDMap2) or raw.d != dim:
             return None
         index = cls(dim)
         index._index = raw
-        stored = set(faiss.vector_to_array(index._index.id_map).tolist())
-        if stored != set(brand_of) or index._index.d != dim:
+        if set(faiss.vector_to_array(index._index.id_map).tolist()) != set(brand_of):
             return None
         for ref_id, brand in brand_of.items():
             index._brand_of[ref_id] = brand

@@ -13,12 +13,12 @@ import torch
 from detector.embedder import Embeddings
 from detector.errors import InvalidInputError
 from detector.gallery import Gallery, UploadFile
-from detector.images import load_image
 from detector.limits import Limits
+from detector.pixel_budget import PixelAllowance
 from detector.model_folder import LoadedModel
 from detector.results import UNVERIFIABLE, CheckResult, ImageResult, ModelInfo, NearestReference
 from detector.scoring import PhotoEvidence, Scorer
-from detector.store import Reference, validate_brand_slug
+from detector.store import Reference, validate_brand_slug, validate_listing_id
 
 EmbedFn = Callable[[torch.Tensor], Embeddings]
 
@@ -31,25 +31,28 @@ class Detector:
         self.limits = limits
 
     def check(self, files: Sequence[UploadFile], *, brand: str | None = None, listing_id: str | None = None,
-              embed: EmbedFn | None = None) -> CheckResult:
+              embed: EmbedFn | None = None, allowance: PixelAllowance | None = None) -> CheckResult:
         """Check a listing's photos against the brand it claims (else the predicted one).
 
-        ``embed`` runs the model on the decoded batch; by default this process's embedder."""
+        ``embed`` runs the model on the decoded batch; by default this process's embedder.
+        ``allowance``: the request's decoded-pixel budget when several checks share one (a batch)."""
         if brand is not None:
             validate_brand_slug(brand)
-        embeddings = (embed or self.embedder.embed_tensor)(self.decode(files))
+        validate_listing_id(listing_id)
+        embeddings = (embed or self.embedder.embed_tensor)(self.decode(files, allowance=allowance))
         return self.judge(embeddings, brand=brand, listing_id=listing_id)
 
-    def decode(self, files: Sequence[UploadFile]) -> torch.Tensor:
+    def decode(self, files: Sequence[UploadFile], *, allowance: PixelAllowance | None = None) -> torch.Tensor:
         """Validate and decode a listing's photos into one model-ready batch."""
         if not files:
             raise InvalidInputError("a check needs at least one photo")
         if len(files) > self.limits.max_files_per_check:
             raise InvalidInputError(f"{len(files)} photos exceeds the limit of {self.limits.max_files_per_check} per check")
-        return self.embedder.preprocess([load_image(f.data, limits=self.limits, name=f.name) for f in files])
+        return self.gallery.decode(files, allowance=allowance)[0]
 
     def judge(self, embeddings: Embeddings, *, brand: str | None, listing_id: str | None) -> CheckResult:
         """Score embedded photos against the claimed (or else predicted) brand."""
+        self.gallery.refresh()  # a gallery changed by another process (a cfd beside the service) counts at once
         scorer = Scorer(self.model.calibration, self.gallery.index, reference_patches=self.gallery.reference_patches)
         reasons: list[str] = []
         claimed = brand

@@ -158,7 +158,12 @@ class Scorer:
             if not EXPLAINED_FLAGS & set(e.flags) and e.counterfeit_score >= self.calibration.suspicious_threshold:
                 reasons.append(f"photo {e.index} differs from the closest {brand} references (similarity {sim:.2f})")
         if verdict == GENUINE:
-            best = max(scored, key=lambda e: e.signals["brand_similarity"])
-            reasons.append(f"photo {best.index} matches {brand} references closely "
-                           f"(similarity {best.signals['brand_similarity']:.2f})")
+            if any(EXPLAINED_FLAGS & set(e.flags) for e in scored):
+                # never "matches closely" beside a reason that says otherwise
+                reasons.append(f"the listing's score ({self.listing_score(evidence):.2f}) stays below the suspicious "
+                               f"threshold ({self.calibration.suspicious_threshold:.2f}), so it is not flagged")
+            else:
+                best = max(scored, key=lambda e: e.signals["brand_similarity"])
+                reasons.append(f"photo {best.index} matches {brand} references closely "
+                               f"(similarity {best.signals['brand_similarity']:.2f})")
         return reasons

@@ -19,9 +19,11 @@ from typing import Iterator
 import numpy as np
 
 from detector.errors import ConflictError, InvalidInputError, NotFoundError, UnknownBrandError
+from detector.fsutil import disk_full_is_typed
 
 BRAND_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 MAX_PRODUCT_LENGTH = 200
+MAX_LISTING_ID_LENGTH = 200
 MAX_DISPLAY_NAME_LENGTH = 200
 DB_FILE = "db.sqlite3"
 
@@ -68,6 +70,12 @@ def validate_brand_slug(slug: str) -> str:
             f"invalid brand {slug!r}: use 1-64 lowercase letters, digits and '-', starting with a letter or digit"
         )
     return slug
+
+
+def validate_listing_id(listing_id: str | None) -> str | None:
+    if listing_id is not None and (len(listing_id) > MAX_LISTING_ID_LENGTH or not listing_id.isprintable()):
+        raise InvalidInputError(f"invalid listing_id: at most {MAX_LISTING_ID_LENGTH} printable characters")
+    return listing_id
 
 
 def validate_product(product: str | None) -> str | None:
@@ -153,12 +161,13 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, disk_full_is_typed():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
 
@@ -202,11 +211,13 @@ class Store:
         return [{"brand": s, "display_name": d, "reference_count": n} for s, d, n in rows]
 
     def delete_brand(self, slug: str) -> list[str]:
-        """Delete a brand and its references; returns sha256s no longer referenced by anyone."""
+        """Delete a brand, its references and its keys (a brand created again later starts with none);
+        returns sha256s no longer referenced by anyone."""
         self.require_brand(slug)
         with self.transaction() as conn:
             shas = [r[0] for r in conn.execute("SELECT DISTINCT sha256 FROM refs WHERE brand = ?", (slug,))]
             conn.execute("DELETE FROM brands WHERE slug = ?", (slug,))
+            conn.execute("UPDATE api_keys SET revoked_at = ? WHERE brand = ? AND revoked_at IS NULL", (utc_now(), slug))
             self._bump_version(conn)
             return [s for s in shas if not conn.execute("SELECT 1 FROM refs WHERE sha256 = ?", (s,)).fetchone()]
 
@@ -271,9 +282,11 @@ class Store:
             still_used = conn.execute("SELECT 1 FROM refs WHERE sha256 = ?", (row[0],)).fetchone()
             return None if still_used else row[0]
 
-    def all_embeddings(self, dim: int) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
-        """(ids int64, brands, embeddings (N, dim) float32, model fingerprints) of every reference."""
-        rows = self._query("SELECT id, brand, model, embedding FROM refs ORDER BY id")
+    def all_embeddings(self, dim: int, *, model: str | None = None) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+        """(ids int64, brands, embeddings (N, dim) float32, model fingerprints) of every reference
+        (only those embedded by ``model``, if given)."""
+        where, params = ("WHERE model = ?", (model,)) if model is not None else ("", ())
+        rows = self._query(f"SELECT id, brand, model, embedding FROM refs {where} ORDER BY id", params)
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         brands = [r[1] for r in rows]
         models = [r[2] for r in rows]
@@ -307,6 +320,12 @@ class Store:
 
     def used_digests(self) -> set[str]:
         return {r[0] for r in self._query("SELECT DISTINCT sha256 FROM refs")}
+
+    def used_digests_among(self, digests: list[str]) -> set[str]:
+        if not digests:
+            return set()
+        marks = ",".join("?" * len(digests))
+        return {r[0] for r in self._query(f"SELECT DISTINCT sha256 FROM refs WHERE sha256 IN ({marks})", tuple(digests))}
 
     def reference_count(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM refs")[0][0])

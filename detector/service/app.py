@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from detector import __version__
 from detector.model_folder import load_model
 from detector.runtime import open_runtime
+from detector.service.admission import Admission
 from detector.service.batching import MicroBatcher
 from detector.service.errors import install_error_handlers
 from detector.service.metrics import ServiceMetrics
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.store = Store(settings.data_dir / DB_FILE)
     app.state.runtime = None
     app.state.batcher = None
+    app.state.admission = Admission(settings.max_queue)
     app.state.startup_error = None
     app.state.metrics = ServiceMetrics(
         gallery_size=lambda: len(app.state.runtime.gallery.index) if app.state.runtime else 0,
@@ -64,7 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (health.router, brands.router, references.router, check.build_router(settings.limits)):
         app.include_router(router)
     app.middleware("http")(_observe)
-    app.add_middleware(BodySizeLimit, max_bytes=max(settings.max_request_bytes, settings.max_json_bytes))
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 
 
@@ -78,7 +80,7 @@ async def _load(app: FastAPI) -> None:
         app.state.startup_error = str(exc)
         return
     batcher = MicroBatcher(runtime.detector.embedder.embed_tensor, max_batch=settings.max_batch,
-                           max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
+                           max_wait_ms=settings.max_wait_ms,
                            enabled=settings.micro_batching, on_batch=app.state.metrics.batch_size.observe)
     await batcher.start()
     app.state.batcher = batcher

@@ -2,8 +2,8 @@
 
 Requests put their preprocessed images on a bounded queue; one worker takes up to ``max_batch``
 images (waiting at most ``max_wait_ms`` for the batch to fill), runs the model once in a
-dedicated thread so the event loop never blocks, and hands each request its rows. When more
-than ``max_queue`` images are waiting, new work is refused with ``OverloadedError`` (503).
+dedicated thread so the event loop never blocks, and hands each request its rows. How much work
+may wait is admission control's to decide (``service/admission.py``), before decoding.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ class _Job:
 
 
 class MicroBatcher:
-    def __init__(self, embed: EmbedFn, *, max_batch: int, max_wait_ms: float, max_queue: int, enabled: bool = True,
+    def __init__(self, embed: EmbedFn, *, max_batch: int, max_wait_ms: float, enabled: bool = True,
                  on_batch: Callable[[int], None] | None = None):
         self._embed = embed
         self.max_batch = max(1, max_batch)
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
-        self.max_queue = max_queue
         self.enabled = enabled
         self._on_batch = on_batch or (lambda size: None)
         self._jobs: list[_Job] = []
@@ -68,8 +67,6 @@ class MicroBatcher:
 
     async def embed(self, batch: torch.Tensor) -> Embeddings:
         n = int(batch.shape[0])
-        if self._queued_images + n > self.max_queue:
-            raise OverloadedError(f"{self._queued_images} images are waiting for the model; try again shortly")
         loop = asyncio.get_running_loop()
         self._queued_images += n
         try:

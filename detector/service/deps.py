@@ -1,4 +1,4 @@
-"""Shared request dependencies: the loaded runtime and the micro-batcher."""
+"""Shared request dependencies: the loaded runtime, the micro-batcher and admission control."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from detector.runtime import Runtime
+from detector.service.admission import Admission
 from detector.service.batching import MicroBatcher
 from detector.service.errors import NotReadyError
 
@@ -23,5 +24,10 @@ def get_batcher(request: Request) -> MicroBatcher:
     return request.app.state.batcher
 
 
+def get_admission(request: Request) -> Admission:
+    return request.app.state.admission
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+AdmissionDep = Annotated[Admission, Depends(get_admission)]
 BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]

@@ -25,6 +25,7 @@ STATUS_BY_CODE = {
     "validation_error": 422,
     "overloaded": 503,
     "not_ready": 503,
+    "insufficient_storage": 507,
 }
 CODE_BY_STATUS = {400: "validation_error", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                   405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type", 422: "validation_error"}

@@ -61,7 +61,7 @@ class BatchListing(BaseModel):
     model_config = ConfigDict(extra="forbid")
     listing_id: str | None = Field(default=None, max_length=200)
     brand: str | None = None
-    images: list[BatchImage] = Field(min_length=1)
+    images: list[BatchImage]  # an empty listing gets its own error entry; the others still run
 
 
 class BatchRequest(BaseModel):

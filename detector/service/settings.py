@@ -21,21 +21,18 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     max_batch: int = 32  # images per forward pass
     max_wait_ms: float = 5.0
-    max_queue: int = 256  # images waiting for the model before 503 overloaded
+    max_queue: int = 256  # images being checked (decoding, waiting, embedding) before 503 overloaded
     micro_batching: bool = True
     dev_no_auth: bool = False
     init_admin_key: Path | None = None
 
     @property
-    def max_request_bytes(self) -> int:
-        # a full check's files at their limit, plus room for form fields and multipart framing
-        return self.limits.max_files_per_check * self.limits.max_file_bytes + 1024 * 1024
-
-    @property
-    def max_json_bytes(self) -> int:
-        # base64 inflates by 4/3; a batch carries up to max_batch_listings listings
+    def max_body_bytes(self) -> int:
+        """The largest request body: a full check's files at their limit plus room for fields and
+        multipart framing, or a batch's JSON."""
         limits = self.limits
-        return min(limits.max_batch_listings * limits.max_files_per_check * limits.max_file_bytes * 4 // 3, 256 * 1024 * 1024)
+        return max(limits.max_files_per_check * limits.max_file_bytes + 1024 * 1024, limits.max_batch_bytes)
+
 
 
 def is_loopback(host: str) -> bool:
@@ -56,7 +53,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-files", type=int, default=limits.max_files_per_check, help="photos per check")
     parser.add_argument("--max-batch", type=int, default=d.max_batch, help="images per model forward pass")
     parser.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="how long a batch waits to fill")
-    parser.add_argument("--max-queue", type=int, default=d.max_queue, help="queued images before 503 overloaded")
+    parser.add_argument("--max-queue", type=int, default=d.max_queue,
+                        help="images being checked at once before new checks get 503 overloaded")
     parser.add_argument("--no-micro-batching", dest="micro_batching", action="store_false",
                         help="run each check's forward pass on its own")
     parser.add_argument("--insecure-dev-no-auth", dest="dev_no_auth", action="store_true",

@@ -77,7 +77,7 @@ def test_malformed_multipart(service, body):
 def test_body_over_the_request_limit_is_refused_early(service):
     client, keys = service
     settings = client.app.state.settings
-    too_big = max(settings.max_request_bytes, settings.max_json_bytes) + 1
+    too_big = settings.max_body_bytes + 1
     response = client.post("/v1/check", headers={**auth(keys["admin"]), "Content-Type": "multipart/form-data; boundary=x",
                                                  "Content-Length": str(too_big)}, content=b"x")
     assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
@@ -127,8 +127,19 @@ def test_batch_validation(service):
     client, keys = service
     headers = auth(keys["pipeline"])
     good = {"listing_id": "a", "brand": "acme", "images": [{"base64": base64.b64encode(product_photo("acme", 1)).decode()}]}
-    for body in (b"{not json", b'{"listings": []}', b'{"listings": [{"images": []}]}',
+    for body in (b"{not json", b'{"listings": []}',
                  ('{"listings": [' + ",".join([__import__("json").dumps(good)] * 65) + "]}").encode()):
         response = client.post("/v1/check/batch", headers={**headers, "Content-Type": "application/json"}, content=body)
         assert response.status_code == 422, (body[:40], response.text)
         assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_an_empty_listing_gets_its_own_error_and_the_others_still_run(service):
+    client, keys = service
+    good = {"listing_id": "a", "brand": "acme", "images": [{"base64": base64.b64encode(product_photo("acme", 1)).decode()}]}
+    response = client.post("/v1/check/batch", headers=auth(keys["pipeline"]),
+                           json={"listings": [{"listing_id": "empty", "images": []}, good]})
+    assert response.status_code == 200, response.text
+    empty, checked = response.json()["results"]
+    assert empty == {"listing_id": "empty", "error": {"code": "validation_error", "message": "a check needs at least one photo"}}
+    assert checked["listing_id"] == "a" and "verdict" in checked and "error" not in checked

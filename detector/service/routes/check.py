@@ -11,11 +11,13 @@ from pydantic import ValidationError
 from detector.errors import DetectorError, ImageTooLargeError, InvalidImageError, InvalidInputError
 from detector.gallery import UploadFile
 from detector.limits import Limits
+from detector.pixel_budget import PixelAllowance
 from detector.results import CheckResult
 from detector.runtime import Runtime
 from detector.service.auth import AnyKey
 from detector.service.batching import MicroBatcher
-from detector.service.deps import BatcherDep, RuntimeDep
+from detector.service.admission import Admission
+from detector.service.deps import AdmissionDep, BatcherDep, RuntimeDep
 from detector.service.schemas import BatchListing, BatchRequest, BatchResponse, ErrorBody
 from detector.service.uploads import read_photo_form, require_content_type
 
@@ -32,10 +34,11 @@ def _check_body(limits: Limits) -> dict:
                        "listing_id": {"type": "string"}}}}}}}
 
 
-async def _run_check(runtime: Runtime, batcher: MicroBatcher, files: list[UploadFile], *, brand: str | None,
-                     listing_id: str | None) -> CheckResult:
-    return await run_in_threadpool(runtime.detector.check, files, brand=brand, listing_id=listing_id,
-                                   embed=batcher.embed_blocking)
+async def _run_check(runtime: Runtime, batcher: MicroBatcher, admission: Admission, files: list[UploadFile], *,
+                     brand: str | None, listing_id: str | None, allowance: PixelAllowance | None = None) -> CheckResult:
+    with admission.hold(len(files)):
+        return await run_in_threadpool(runtime.detector.check, files, brand=brand, listing_id=listing_id,
+                                       embed=batcher.embed_blocking, allowance=allowance)
 
 
 def _decode_base64(data: str, *, name: str, max_bytes: int) -> bytes:
@@ -52,15 +55,20 @@ def build_router(limits: Limits) -> APIRouter:
 
     @router.post("", response_model=CheckResult, openapi_extra=_check_body(limits), responses=ERRORS,
                  description=f"Check one listing's photos (1..{limits.max_files_per_check}) against the brand it claims.")
-    async def check(request: Request, principal: AnyKey, runtime: RuntimeDep, batcher: BatcherDep) -> CheckResult:
+    async def check(request: Request, principal: AnyKey, runtime: RuntimeDep, batcher: BatcherDep,
+                    admission: AdmissionDep) -> CheckResult:
+        admission.admit()
         files, fields = await read_photo_form(request, max_files=limits.max_files_per_check,
                                               max_file_bytes=limits.max_file_bytes, fields=("brand", "listing_id"))
-        return await _run_check(runtime, batcher, files, brand=fields.get("brand") or None, listing_id=fields.get("listing_id"))
+        return await _run_check(runtime, batcher, admission, files, brand=fields.get("brand") or None,
+                                listing_id=fields.get("listing_id"))
 
     @router.post("/batch", response_model=BatchResponse, responses=ERRORS,
                  description=f"Check up to {limits.max_batch_listings} listings; a bad listing gets its own error entry, "
                              "the others still run.")
-    async def check_batch(request: Request, principal: AnyKey, runtime: RuntimeDep, batcher: BatcherDep) -> dict:
+    async def check_batch(request: Request, principal: AnyKey, runtime: RuntimeDep, batcher: BatcherDep,
+                          admission: AdmissionDep) -> dict:
+        admission.admit()
         require_content_type(request, "application/json")
         try:
             body = BatchRequest.model_validate_json(await request.body())
@@ -71,11 +79,18 @@ def build_router(limits: Limits) -> APIRouter:
             raise InvalidInputError(f"invalid batch request: {len(body.listings)} listings exceeds the limit of "
                                     f"{limits.max_batch_listings}")
 
+        # Listings run a few at a time, so that a full batch fits through admission on its own, and
+        # all draw decoded pixels from one allowance, so the batch costs what one request may.
+        running = asyncio.Semaphore(max(1, admission.capacity // limits.max_files_per_check))
+        allowance = PixelAllowance(limits.max_request_pixels)
+
         async def one(listing: BatchListing) -> CheckResult | dict:
             try:
-                files = [UploadFile(f"image {i}", _decode_base64(img.base64, name=f"image {i}", max_bytes=limits.max_file_bytes))
-                         for i, img in enumerate(listing.images)]
-                return await _run_check(runtime, batcher, files, brand=listing.brand, listing_id=listing.listing_id)
+                async with running:
+                    files = [UploadFile(f"image {i}", _decode_base64(img.base64, name=f"image {i}", max_bytes=limits.max_file_bytes))
+                             for i, img in enumerate(listing.images)]
+                    return await _run_check(runtime, batcher, admission, files, brand=listing.brand,
+                                            listing_id=listing.listing_id, allowance=allowance)
             except DetectorError as exc:
                 return {"listing_id": listing.listing_id, "error": {"code": exc.code, "message": exc.message}}
 
