@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from importlib.metadata import entry_points
@@ -22,7 +23,11 @@ from detector.errors import DetectorError, InvalidInputError
 from detector.evaluation.dataset import IMAGE_SUFFIXES
 
 DEFAULT_DATA_DIR = "./var"
+DATA_DIR_VARIABLE = "CFD_DATA_DIR"
+DB_FILE = "db.sqlite3"  # detector.store.DB_FILE, without importing the store for every command
+MAX_ID = 2**63 - 1  # SQLite integers
 CHUNK = 32
+log = logging.getLogger("detector.cli")
 COMMAND_GROUP = "counterfeit_detector.commands"
 
 
@@ -67,9 +72,37 @@ def _runtime(args):
 
 
 def _store(args):
-    from detector.store import DB_FILE, Store
+    from detector.store import Store
 
     return Store(Path(args.data_dir) / DB_FILE)
+
+
+def _resolve_data_dir(args) -> None:
+    """``--data-dir``, else ``$CFD_DATA_DIR``, else ./var; only commands that set one up may create it."""
+    args.data_dir = Path(args.data_dir or os.environ.get(DATA_DIR_VARIABLE) or DEFAULT_DATA_DIR)
+    where = args.data_dir.resolve()
+    if not (args.data_dir / DB_FILE).is_file():
+        if not args.creates_data_dir:
+            raise InvalidInputError(f"no data directory at {where} (no {DB_FILE}); pass --data-dir or set "
+                                    f"{DATA_DIR_VARIABLE}, or create one with 'cfd brands add' or 'cfd serve'")
+        print(f"creating a new data directory at {where}", file=sys.stderr)
+    log.info("data directory: %s", where)
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return parse
+
+
+reference_id = _bounded_int(1, MAX_ID)
 
 
 # --- brands ---
@@ -97,11 +130,12 @@ def cmd_references_add(args) -> None:
     from detector.images import load_image
 
     files = _expand_files(args.files)
-    runtime = _runtime(args)
-    runtime.gallery.store.require_brand(args.brand)
-    # Validate every file before storing any, so a bad file leaves the gallery unchanged.
+    _store(args).require_brand(args.brand)
+    # Validate every file before loading the model or storing any, so a bad file is reported at once
+    # and leaves the gallery unchanged.
     for path in files:
-        load_image(_read(path), limits=runtime.gallery.limits, name=str(path))
+        load_image(_read(path), name=str(path))
+    runtime = _runtime(args)
     added = []
     with progress.bar(total=len(files), desc=f"adding references to {args.brand}") as bar:
         for start in range(0, len(files), CHUNK):
@@ -113,8 +147,9 @@ def cmd_references_add(args) -> None:
 
 
 def cmd_references_list(args) -> None:
-    refs = _store(args).list_references(args.brand, limit=args.limit, after=args.after)
-    _print_json({"references": [r.to_dict() for r in refs], "next": refs[-1].id if len(refs) == args.limit else None})
+    refs = _store(args).list_references(args.brand, limit=args.limit + 1, after=args.after)
+    page = refs[: args.limit]  # one more than the page says whether a next page exists, as the API does
+    _print_json({"references": [r.to_dict() for r in page], "next": page[-1].id if len(refs) > args.limit else None})
 
 
 def cmd_references_remove(args) -> None:
@@ -186,12 +221,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inference precision on CPU; auto: bf16 where the CPU has native bf16, else fp32")
 
 
-def add_command(commands, name: str, func: Callable, help: str, *, data_dir: bool = True,
+def add_command(commands, name: str, func: Callable, help: str, *, data_dir: bool = True, creates: bool = False,
                 model: bool = True) -> argparse.ArgumentParser:
-    """A sub-command with the common flags: ``--data-dir``, ``--model`` and ``--precision``, ``-q``."""
+    """A sub-command with the common flags: ``--data-dir``, ``--model`` and ``--precision``, ``-q``.
+
+    ``creates``: the command may set up a data directory that does not exist yet."""
     parser = commands.add_parser(name, help=help, description=help)
     if data_dir:
-        parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="runtime state folder (default: ./var)")
+        parser.add_argument("--data-dir", default=None,
+                            help=f"runtime state folder (default: ${DATA_DIR_VARIABLE}, else {DEFAULT_DATA_DIR})")
+        parser.set_defaults(creates_data_dir=creates)
     if model:
         add_model_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -209,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     brands = add_group(commands, "brands", "manage brands")
-    p = add_command(brands, "add", cmd_brands_add, "create a brand", model=False)
+    p = add_command(brands, "add", cmd_brands_add, "create a brand", model=False, creates=True)
     p.add_argument("brand")
     p.add_argument("--display-name", default=None)
     add_command(brands, "list", cmd_brands_list, "list brands", model=False)
@@ -223,11 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--product", default=None)
     p = add_command(refs, "list", cmd_references_list, "list a brand's references", model=False)
     p.add_argument("brand")
-    p.add_argument("--limit", type=int, default=100)
-    p.add_argument("--after", type=int, default=None, help="cursor: list ids after this one")
+    p.add_argument("--limit", type=_bounded_int(1, 1000), default=100, help="references per page (1-1000)")
+    p.add_argument("--after", type=_bounded_int(0, MAX_ID), default=None, help="cursor: list ids after this one")
     p = add_command(refs, "remove", cmd_references_remove, "delete references by id")
     p.add_argument("brand")
-    p.add_argument("ids", nargs="+", type=int)
+    p.add_argument("ids", nargs="+", type=reference_id)
 
     p = add_command(commands, "check", cmd_check, "check a listing's photos; prints CheckResult JSON")
     p.add_argument("files", nargs="+")
@@ -237,19 +276,20 @@ def build_parser() -> argparse.ArgumentParser:
     index = add_group(commands, "index", "the FAISS index")
     add_command(index, "rebuild", cmd_index_rebuild, "rebuild the index from the database")
 
-    p = add_command(commands, "evaluate", cmd_evaluate, "measure detection quality on a dataset folder")
+    p = add_command(commands, "evaluate", cmd_evaluate, "measure detection quality on a dataset folder", data_dir=False)
     p.add_argument("--data", required=True, help="dataset in the <brand>/references|genuine|counterfeit layout")
     p.add_argument("--out", default=None, help="report folder (report.json, report.md, PNG plots)")
 
     keys = add_group(commands, "keys", "API keys")
-    p = add_command(keys, "create", cmd_keys_create, "create a key; prints it as the only stdout line", model=False)
+    p = add_command(keys, "create", cmd_keys_create, "create a key; prints it as the only stdout line", model=False,
+                    creates=True)
     p.add_argument("--role", required=True, choices=("admin", "brand", "pipeline"))
     p.add_argument("--brand", default=None)
     add_command(keys, "list", cmd_keys_list, "list keys (never the secrets)", model=False)
     p = add_command(keys, "revoke", cmd_keys_revoke, "revoke a key by id", model=False)
     p.add_argument("id")
 
-    p = add_command(commands, "serve", cmd_serve, "run the HTTP service")
+    p = add_command(commands, "serve", cmd_serve, "run the HTTP service", creates=True)
     from detector.service.settings import add_serve_arguments
 
     add_serve_arguments(p)
@@ -265,13 +305,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for ours in ("detector", "training"):  # our progress at INFO; libraries stay at WARNING
         logging.getLogger(ours).setLevel(logging.WARNING if args.quiet else logging.INFO)
-    if hasattr(args, "limit") and args.limit is not None and not 1 <= args.limit <= 1000:
-        parser.error("--limit must be between 1 and 1000")
     try:
+        if hasattr(args, "data_dir"):
+            _resolve_data_dir(args)
         args.func(args)
     except DetectorError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `cfd ... | head`: the reader has gone, which is no error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

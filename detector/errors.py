@@ -61,6 +61,12 @@ class WeightsError(DetectorError):
     code = "weights_error"
 
 
+class BodyTimeout(DetectorError):
+    """The client stopped sending its request body."""
+
+    code = "request_timeout"
+
+
 class InsufficientStorageError(DetectorError):
     """The disk holding the data directory is full."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,12 +70,14 @@ def test_user_mistakes_exit_nonzero_without_traceback(tmp_path, photos):
         ("check", "--brand", "UPPER", str(photos / "listing.png")),
         ("check", "--model", str(tmp_path / "no-model"), str(photos / "listing.png")),
         ("keys", "create", "--role", "brand"),
-        ("evaluate", "--data", str(tmp_path / "no-dataset")),
     ]
     for args in cases:
         result = cfd(*args, data_dir=data, check=False)
         assert result.returncode == 1, (args, result.stderr)
         assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr, (args, result.stderr)
+    result = subprocess.run([CFD, "evaluate", "-q", "--data", str(tmp_path / "no-dataset")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1 and result.stderr.startswith("error: "), result.stderr
     # the failed upload stored nothing
     assert json.loads(cfd("brands", "list", data_dir=data).stdout)["brands"][0]["reference_count"] == 0
 
@@ -101,3 +104,62 @@ def test_cfd_is_the_runtime_cli_and_training_commands_plug_in():
     for command in (["train", "--help"], ["data", "synth", "--help"], ["calibrate", "--help"]):
         result = subprocess.run([CFD, *command], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and "usage: cfd" in result.stdout, result.stderr
+
+
+def test_read_commands_never_create_a_data_directory(tmp_path):
+    typo = tmp_path / "vra"
+    for args in (("brands", "list"), ("keys", "list"), ("references", "list", "acme"), ("index", "rebuild")):
+        result = cfd(*args, data_dir=typo, check=False)
+        assert result.returncode == 1 and "no data directory at" in result.stderr, (args, result.stderr)
+    assert not typo.exists()
+    created = cfd("keys", "create", "--role", "admin", data_dir=typo)
+    assert f"creating a new data directory at {typo}" in created.stderr
+
+
+def test_the_data_directory_comes_from_the_environment(tmp_path):
+    data = tmp_path / "from-env"
+    env = {**os.environ, "CFD_DATA_DIR": str(data)}
+    run = lambda *args: subprocess.run([CFD, *args, "-q"], capture_output=True, text=True, timeout=120, env=env)  # noqa: E731
+    assert run("brands", "add", "acme").returncode == 0
+    assert (data / "db.sqlite3").is_file()
+    assert json.loads(run("brands", "list").stdout)["brands"][0]["brand"] == "acme"
+
+
+def test_output_into_a_closed_pipe_is_quiet(tmp_path):
+    data = tmp_path / "var"
+    for i in range(40):
+        cfd("brands", "add", f"brand-{i}", data_dir=data)
+    shell = f"{CFD} brands list -q --data-dir {data} | head -1"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "{" and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+    assert result.returncode == 0
+
+
+def test_out_of_range_numbers_are_usage_errors_of_their_command(tmp_path):
+    data = tmp_path / "var"
+    cfd("brands", "add", "acme", data_dir=data)
+    for args in (("references", "list", "acme", "--limit", "0"), ("references", "list", "acme", "--after", str(2**63)),
+                 ("references", "remove", "acme", str(2**63))):
+        result = cfd(*args, data_dir=data, check=False)
+        assert result.returncode == 2 and f"usage: cfd references {args[1]}" in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_references_add_checks_its_files_before_loading_the_model(tmp_path, photos):
+    data = tmp_path / "var"
+    cfd("brands", "add", "acme", data_dir=data)
+    # a model folder that does not exist: the bad file must be reported first
+    result = cfd("references", "add", "acme", str(photos / "fake.jpg"), "--model", str(tmp_path / "no-model"),
+                 data_dir=data, check=False)
+    assert result.returncode == 1 and "fake.jpg" in result.stderr and "no-model" not in result.stderr, result.stderr
+
+
+def test_the_cli_pages_references_as_the_api_does(tmp_path, photos):
+    data = tmp_path / "var"
+    cfd("brands", "add", "acme", data_dir=data)
+    cfd("references", "add", "acme", str(photos / "acme"), data_dir=data)  # three photos
+    exact = json.loads(cfd("references", "list", "acme", "--limit", "3", data_dir=data).stdout)
+    assert len(exact["references"]) == 3 and exact["next"] is None
+    first = json.loads(cfd("references", "list", "acme", "--limit", "2", data_dir=data).stdout)
+    rest = json.loads(cfd("references", "list", "acme", "--limit", "2", "--after", str(first["next"]), data_dir=data).stdout)
+    assert first["next"] == first["references"][-1]["id"] and len(rest["references"]) == 1 and rest["next"] is None

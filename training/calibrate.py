@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 
 from detector.evaluation.metrics import threshold_at_fpr
+from detector.errors import InvalidInputError
 from detector.fsutil import atomic_write_bytes
-from detector.model_folder import Calibration
+from detector.model_folder import (REQUIRED_FILES, WEIGHTS_FILE, Calibration, LoadedModel, default_model_path,
+                                   load_model)
 from detector.signals import signal
 
 
@@ -93,7 +95,17 @@ def _round_up(threshold: float) -> float:
     return min(1.0, math.ceil(threshold * 1e6) / 1e6)
 
 
-def write_calibration(model_dir: str | Path, calibration: Calibration) -> Path:
-    path = Path(model_dir) / "calibration.json"
-    atomic_write_bytes(path, (json.dumps(calibration.to_dict(), indent=2) + "\n").encode())
-    return path
+def write_calibrated_model(source: LoadedModel, calibration: Calibration, out: str | Path) -> Path:
+    """A new model folder: ``source``'s files with this calibration. Never writes into an existing
+    model folder, so the built-in model inside the installed package is never changed."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InvalidInputError(f"{out} already exists and is not empty: calibrate into a new model folder")
+    if out.resolve().is_relative_to(default_model_path().parent.resolve()):
+        raise InvalidInputError(f"{out} is inside the installed package: calibrate into a folder of your own")
+    for name in (*REQUIRED_FILES, WEIGHTS_FILE):
+        if name != "calibration.json" and (source.path / name).is_file():
+            atomic_write_bytes(out / name, (source.path / name).read_bytes())
+    atomic_write_bytes(out / "calibration.json", (json.dumps(calibration.to_dict(), indent=2) + "\n").encode())
+    load_model(out)  # the new folder must load as it stands
+    return out

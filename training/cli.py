@@ -26,14 +26,14 @@ def cmd_calibrate(args) -> None:
     import json
 
     from detector.evaluation.run import evaluate_rows
-    from training.calibrate import fit_calibration, write_calibration
+    from training.calibrate import fit_calibration, write_calibrated_model
 
     model = load_model_from_args(args)
     rows = evaluate_rows(args.data, model)
     calibration = fit_calibration(rows, args.features.split(","), suspicious_fpr=args.suspicious_fpr,
                                   counterfeit_fpr=args.counterfeit_fpr, notes=args.notes or f"fitted on {args.data}")
-    if args.write:
-        print(f"wrote {write_calibration(model.path, calibration)}", file=sys.stderr)
+    if args.out:
+        print(f"wrote the model folder {write_calibrated_model(model, calibration, args.out)}", file=sys.stderr)
     print(json.dumps(calibration.to_dict(), indent=2))
 
 
@@ -63,7 +63,8 @@ def register(commands) -> None:
     p.add_argument("--features", default="brand_similarity,brand_margin")
     p.add_argument("--suspicious-fpr", type=float, default=0.05)
     p.add_argument("--counterfeit-fpr", type=float, default=0.01)
-    p.add_argument("--write", action="store_true", help="write calibration.json into the model folder")
+    p.add_argument("--out", default=None, metavar="FOLDER",
+                   help="write a new model folder: the model's files with this calibration (never the model's own folder)")
     p.add_argument("--notes", default=None, help="provenance text stored in calibration.json")
 
     p = add_command(commands, "train", cmd_train, "fine-tune a model from a YAML recipe and export it to models/ "

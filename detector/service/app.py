@@ -25,7 +25,7 @@ from detector.service.errors import install_error_handlers
 from detector.service.metrics import ServiceMetrics
 from detector.service.routes import brands, check, health, references
 from detector.service.settings import Settings
-from detector.service.uploads import BodySizeLimit
+from detector.service.uploads import BodyGuard
 from detector.store import DB_FILE, Store
 
 log = logging.getLogger("detector.service")
@@ -66,7 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (health.router, brands.router, references.router, check.build_router(settings.limits)):
         app.include_router(router)
     app.middleware("http")(_observe)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     return app
 
 

@@ -19,6 +19,7 @@ STATUS_BY_CODE = {
     "forbidden": 403,
     "unknown_brand": 404,
     "not_found": 404,
+    "request_timeout": 408,
     "conflict": 409,
     "too_large": 413,
     "unsupported_media_type": 415,

@@ -45,8 +45,10 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from detector.service.app import create_app
+    from detector.service.connections import guarded_protocol
 
     settings = settings_from_args(args)
     prepare(settings)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+    protocol = guarded_protocol(header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", http=protocol,
                 timeout_graceful_shutdown=10)

@@ -23,6 +23,9 @@ class Settings:
     max_wait_ms: float = 5.0
     max_queue: int = 256  # images being checked (decoding, waiting, embedding) before 503 overloaded
     micro_batching: bool = True
+    header_timeout_s: float = 10.0  # a connection must send a request's headers within this
+    body_timeout_s: float = 30.0  # a request body may stall this long between chunks
+    max_connections: int = 1000  # open connections; more are closed at once
     dev_no_auth: bool = False
     init_admin_key: Path | None = None
 
@@ -55,6 +58,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="how long a batch waits to fill")
     parser.add_argument("--max-queue", type=int, default=d.max_queue,
                         help="images being checked at once before new checks get 503 overloaded")
+    parser.add_argument("--header-timeout", type=float, default=d.header_timeout_s, metavar="SECONDS",
+                        help="close a connection that has not sent a request's headers within this")
+    parser.add_argument("--body-timeout", type=float, default=d.body_timeout_s, metavar="SECONDS",
+                        help="answer 408 when a request body stalls this long")
+    parser.add_argument("--max-connections", type=int, default=d.max_connections, help="open connections at most")
     parser.add_argument("--no-micro-batching", dest="micro_batching", action="store_false",
                         help="run each check's forward pass on its own")
     parser.add_argument("--insecure-dev-no-auth", dest="dev_no_auth", action="store_true",
@@ -66,8 +74,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     if args.max_queue < args.max_files:
         raise InvalidInputError(f"--max-queue ({args.max_queue}) must hold one full check (--max-files {args.max_files})")
-    if args.max_batch < 1 or args.max_wait_ms < 0:
-        raise InvalidInputError("limits must be positive and --max-wait-ms not negative")
+    if min(args.max_batch, args.max_connections) < 1 or min(args.header_timeout, args.body_timeout) <= 0 or args.max_wait_ms < 0:
+        raise InvalidInputError("limits and timeouts must be positive and --max-wait-ms not negative")
     try:
         limits = Limits(max_file_bytes=args.max_file_bytes, max_pixels=args.max_pixels, max_files_per_check=args.max_files)
     except ValueError as exc:
@@ -75,5 +83,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(
         data_dir=Path(args.data_dir), model=args.model, precision=args.precision, host=args.host, port=args.port,
         limits=limits, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-        micro_batching=args.micro_batching, dev_no_auth=args.dev_no_auth, init_admin_key=args.init_admin_key,
+        micro_batching=args.micro_batching, header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
+        max_connections=args.max_connections, dev_no_auth=args.dev_no_auth, init_admin_key=args.init_admin_key,
     )

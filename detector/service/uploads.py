@@ -1,17 +1,21 @@
-"""Reading request bodies under limits: multipart photo uploads and the request-size guard."""
+"""Reading request bodies under limits: multipart photo uploads, and the body size and pace guard."""
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from detector.errors import ImageTooLargeError, InvalidInputError, UnsupportedMediaTypeError
+from detector.errors import BodyTimeout, ImageTooLargeError, InvalidInputError, UnsupportedMediaTypeError
 from detector.gallery import UploadFile
 from detector.service.errors import error_response
 
-ACCEPTED_PART_TYPES = ("image/", "application/octet-stream")
+# The raster formats the decoder accepts (detector/images.py), and untyped parts; never image/svg+xml and the like.
+ACCEPTED_PART_TYPES = frozenset({"image/jpeg", "image/jpg", "image/pjpeg", "image/png", "image/webp", "image/gif",
+                                 "image/bmp", "image/x-ms-bmp", "image/tiff", "application/octet-stream"})
 
 
 def require_content_type(request: Request, expected: str) -> None:
@@ -39,8 +43,8 @@ async def read_photo_form(request: Request, *, max_files: int, max_file_bytes: i
                     raise InvalidInputError("'files' must be file parts, not text fields")
                 if len(files) >= max_files:
                     raise InvalidInputError(f"more than {max_files} files in one request")
-                part_type = (value.content_type or "application/octet-stream").lower()
-                if not part_type.startswith(ACCEPTED_PART_TYPES):
+                part_type = (value.content_type or "application/octet-stream").split(";")[0].strip().lower()
+                if part_type not in ACCEPTED_PART_TYPES:
                     raise UnsupportedMediaTypeError(f"file {value.filename!r} has content type {part_type}, not an image")
                 data = await value.read(max_file_bytes + 1)
                 if len(data) > max_file_bytes:
@@ -65,12 +69,14 @@ class BodyTooLarge(ImageTooLargeError):
     pass
 
 
-class BodySizeLimit:
-    """Rejects bodies over ``max_bytes``: from Content-Length at once, else while streaming."""
+class BodyGuard:
+    """Bodies over ``max_bytes`` are refused (from Content-Length at once, else while streaming),
+    and a body that stalls for ``timeout_s`` between chunks ends the request with 408."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int):
+    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_s: float):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,14 +95,21 @@ class BodySizeLimit:
                 await error_response(status, code, message)(scope, receive, send)
                 return
         received = 0
+        body_done = False
 
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
+        async def guarded_receive():
+            nonlocal received, body_done
+            if body_done:  # after the body only a disconnect can come: no deadline on waiting for it
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout_s)
+            except asyncio.TimeoutError:
+                raise BodyTimeout(f"the request body stalled for {self.timeout_s:g} s") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > self.max_bytes:
                     raise BodyTooLarge(f"request body exceeds {self.max_bytes} bytes")
             return message
 
-        await self.app(scope, limited_receive, send)
+        await self.app(scope, guarded_receive, send)
