@@ -161,15 +161,7 @@ class Gallery:
         return result
 
     def remove_orphans(self) -> int:
-        """Originals no row uses, and half-written temporary files, removed while no writer is active."""
-        with self.lock.exclusive():
-            leftovers = self.blobs.remove_temporary_files()
-            orphans = self.blobs.digests() - self.store.used_digests()
-            for digest in orphans:
-                self.blobs.delete(digest)
-        if orphans or leftovers:
-            log.info("removed %d unreferenced originals and %d temporary files", len(orphans), leftovers)
-        return len(orphans)
+        return remove_orphans(self.store, self.blobs, self.lock)
 
     def _delete_blobs_if_unused(self, digests: Sequence[str]) -> None:
         if not digests:
@@ -254,3 +246,16 @@ class Gallery:
     def reference_image(self, brand: str, ref_id: int) -> tuple[Reference, bytes]:
         reference = self.store.get_reference(brand, ref_id)
         return reference, self.blobs.get(reference.sha256)
+
+
+def remove_orphans(store: Store, blobs: BlobStore, lock: DataDirLock) -> int:
+    """Originals no row uses, and half-written temporary files, removed while no writer is active
+    (in any process: writers hold ``lock`` shared from writing originals to committing rows)."""
+    with lock.exclusive():
+        leftovers = blobs.remove_temporary_files()
+        orphans = blobs.digests() - store.used_digests()
+        for digest in orphans:
+            blobs.delete(digest)
+    if orphans or leftovers:
+        log.info("removed %d unreferenced originals and %d temporary files", len(orphans), leftovers)
+    return len(orphans)

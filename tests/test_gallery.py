@@ -4,9 +4,11 @@ import logging
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from detector.errors import ConflictError, InvalidImageError, InvalidInputError, NotFoundError, UnknownBrandError
 from detector.gallery import INDEX_FILE, Gallery, UploadFile
+from detector.images import load_image
 from tests.synthetic import product_photo
 
 
@@ -113,3 +115,123 @@ def test_orphan_originals_removed_at_startup(tmp_path, zero_shot, embedder):
     g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open()
     assert not g.blobs.exists(digest)
     g.close()
+
+
+def _reopen(data, zero_shot, embedder):
+    return Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open()
+
+
+@pytest.mark.parametrize("meta", ["[]", "{", '"text"', "null"])
+def test_a_broken_index_meta_file_means_a_rebuild(tmp_path, zero_shot, embedder, meta):
+    data = tmp_path / "var"
+    g = _reopen(data, zero_shot, embedder)
+    g.create_brand("acme")
+    g.add_references("acme", _files("acme", range(2)))
+    g.save_index()
+    g.close()
+    (data / (INDEX_FILE + ".meta.json")).write_text(meta)
+    g = _reopen(data, zero_shot, embedder)
+    assert len(g.index) == 2
+    g.close()
+
+
+def test_an_index_file_with_zeroed_vectors_is_not_trusted(tmp_path, zero_shot, embedder):
+    data = tmp_path / "var"
+    g = _reopen(data, zero_shot, embedder)
+    g.create_brand("acme")
+    refs = g.add_references("acme", _files("acme", range(3)))
+    g.save_index()
+    query = embedder.embed([load_image(product_photo("acme", 1))]).vectors
+    expected = g.index.search_brand(query, "acme", 1)[0]
+    first_vector = g.store.all_embeddings(embedder.embedding_dim)[2][0]
+    g.close()
+    raw = bytearray((data / INDEX_FILE).read_bytes())
+    vectors = 3 * embedder.embedding_dim * 4
+    start = raw.find(np.asarray(first_vector, np.float32).tobytes()[:64])
+    assert start > 0 and start + vectors <= len(raw)
+    raw[start : start + vectors] = bytes(vectors)  # same size, same ids: only the vectors are gone
+    (data / INDEX_FILE).write_bytes(bytes(raw))
+    g = _reopen(data, zero_shot, embedder)
+    got = g.index.search_brand(query, "acme", 1)[0]
+    assert int(got.ids[0]) == int(expected.ids[0]) == refs[1].id
+    assert float(got.similarities[0]) == pytest.approx(float(expected.similarities[0]), abs=1e-5)
+    g.close()
+
+
+def test_a_missing_original_is_reported_not_fatal_on_a_model_change(tmp_path, zero_shot, embedder, caplog):
+    data = tmp_path / "var"
+    g = Gallery(data, embedder=embedder, model_fingerprint="old-model").open()
+    g.create_brand("acme")
+    refs = g.add_references("acme", _files("acme", range(3)))
+    g.blobs.path(refs[0].sha256).unlink()
+    g.close()
+    with caplog.at_level(logging.ERROR, logger="detector.gallery"):
+        g = _reopen(data, zero_shot, embedder)
+    assert any(f"reference {refs[0].id}" in m and "missing" in m for m in caplog.messages)
+    assert g.index.brand_size("acme") == 2  # the other two moved to the new model
+    g.close()
+
+
+def test_a_cache_that_cannot_be_saved_never_stops_start_up(tmp_path, zero_shot, embedder):
+    data = tmp_path / "var"
+    g = _reopen(data, zero_shot, embedder)
+    g.create_brand("acme")
+    g.add_references("acme", _files("acme", range(2)))
+    g.close()
+    (data / INDEX_FILE).unlink(missing_ok=True)
+    (data / INDEX_FILE).mkdir()  # the index cannot be written there
+    g = _reopen(data, zero_shot, embedder)
+    assert len(g.index) == 2
+    g.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real, tiny file system (tmpfs) for the data directory; needs root, as CI has."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_is_a_typed_error_and_stores_nothing(small_disk, zero_shot, embedder):
+    from detector.errors import InsufficientStorageError
+    from tests.synthetic import encode
+
+    g = _reopen(small_disk / "var", zero_shot, embedder)
+    g.create_brand("acme")
+    g.add_references("acme", _files("acme", range(1)))
+    rng = np.random.default_rng(0)
+    noise = encode(Image.fromarray(rng.integers(0, 255, (1100, 1100, 3), dtype=np.uint8)))  # ~3.6 MB, incompressible
+    with pytest.raises(InsufficientStorageError):
+        g.add_references("acme", [UploadFile("noise.png", noise)])
+    assert g.store.reference_count() == 1 and len(g.blobs.digests()) == 1
+    g.close()
+
+
+def test_start_up_after_a_crash_on_a_full_disk_frees_space_first(small_disk, zero_shot, embedder):
+    """A crash left an original without its row, and the disk is full: clean-up runs before the
+    index needs to be saved, so the restarted service comes up (it stayed not-ready before)."""
+    data = small_disk / "var"
+    crashed = _reopen(data, zero_shot, embedder)  # left open, as a killed process leaves its WAL behind
+    crashed.create_brand("acme")
+    crashed.add_references("acme", _files("acme", range(2)))
+    (data / INDEX_FILE).unlink()
+    orphan = crashed.blobs.path("ab" * 32)
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    with open(orphan, "wb") as handle:  # an upload's original that never got its row, filling the disk
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+    restarted = _reopen(data, zero_shot, embedder)
+    assert not orphan.exists() and len(restarted.index) == 2
+    assert (data / INDEX_FILE).is_file()  # saved once there was room again
+    restarted.close()
+    crashed.close()

@@ -9,6 +9,7 @@ from PIL import Image
 from detector.errors import ImageTooLargeError, InvalidImageError
 from detector.images import load_image
 from detector.limits import Limits
+from tests.image_corpus import corpus
 from tests.synthetic import encode, product_image
 
 
@@ -107,3 +108,14 @@ def test_decompression_bomb_rejected_before_decoding():
     assert len(bomb) < 200_000
     with pytest.raises(ImageTooLargeError, match="pixels"):
         load_image(bomb, limits=Limits(max_pixels=40_000_000))
+
+
+@pytest.mark.parametrize("name, data, decodable", corpus(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_writable_format_and_its_broken_variants_give_an_image_or_a_typed_error(name, data, decodable):
+    try:
+        image = load_image(data, name=name)
+    except (InvalidImageError, ImageTooLargeError):
+        assert decodable is not True, f"{name} should decode"
+        return
+    assert decodable is not False, f"{name} should be refused"
+    assert image.mode == "RGB" and image.size[0] > 0

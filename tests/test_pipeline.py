@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from detector.errors import InvalidInputError
 from detector.gallery import UploadFile
 from detector.model_folder import Calibration
+from detector.pipeline import Detector
 from tests.synthetic import product_photo
 
 
@@ -70,3 +73,15 @@ def test_fusion_and_thresholds():
     assert calibration.verdict(0.39) == "genuine"
     assert calibration.verdict(0.4) == "suspicious"
     assert calibration.verdict(0.8) == "counterfeit"
+
+
+def test_reasons_never_contradict_a_genuine_verdict(zero_shot, populated):
+    """A photo that looks like another brand can still score below the threshold; then the reasons
+    say so, never that it matches the claimed brand closely."""
+    lenient = replace(zero_shot, calibration=replace(zero_shot.calibration, suspicious_threshold=1.0, counterfeit_threshold=1.0))
+    result = Detector(lenient, populated).check(_listing("zenit", [0]), brand="acme")
+    assert result.verdict == "genuine" and "brand_mismatch" in result.images[0].flags
+    assert not any("matches acme references closely" in r for r in result.reasons), result.reasons
+    assert any("stays below the suspicious threshold" in r for r in result.reasons)
+    plain = Detector(lenient, populated).check(_listing("acme", [0]), brand="acme")
+    assert plain.verdict == "genuine" and any("matches acme references closely" in r for r in plain.reasons)

@@ -66,7 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (health.router, brands.router, references.router, check.build_router(settings.limits)):
         app.include_router(router)
     app.middleware("http")(_observe)
-    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
+    app.add_middleware(BodyGuard, max_form_bytes=settings.max_form_bytes, max_json_bytes=settings.limits.max_batch_bytes,
+                       timeout_s=settings.body_timeout_s)
     return app
 
 

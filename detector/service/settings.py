@@ -30,12 +30,9 @@ class Settings:
     init_admin_key: Path | None = None
 
     @property
-    def max_body_bytes(self) -> int:
-        """The largest request body: a full check's files at their limit plus room for fields and
-        multipart framing, or a batch's JSON."""
-        limits = self.limits
-        return max(limits.max_files_per_check * limits.max_file_bytes + 1024 * 1024, limits.max_batch_bytes)
-
+    def max_form_bytes(self) -> int:
+        """The largest multipart body: a full check's files at their limit, plus room for fields and framing."""
+        return self.limits.max_files_per_check * self.limits.max_file_bytes + 1024 * 1024
 
 
 def is_loopback(host: str) -> bool:
@@ -52,8 +49,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=d.host)
     parser.add_argument("--port", type=int, default=d.port)
     parser.add_argument("--max-file-bytes", type=int, default=limits.max_file_bytes)
-    parser.add_argument("--max-pixels", type=int, default=limits.max_pixels)
+    parser.add_argument("--max-pixels", type=int, default=limits.max_pixels, help="decoded pixels per image")
+    parser.add_argument("--max-request-pixels", type=int, default=limits.max_request_pixels,
+                        help="decoded pixels of all images of one request (413 beyond, before decoding)")
+    parser.add_argument("--max-decoding-pixels", type=int, default=limits.max_decoding_pixels,
+                        help="decoded pixels the whole process holds at once (decodes wait, then 503)")
     parser.add_argument("--max-files", type=int, default=limits.max_files_per_check, help="photos per check")
+    parser.add_argument("--max-batch-bytes", type=int, default=limits.max_batch_bytes, help="JSON body of /v1/check/batch")
     parser.add_argument("--max-batch", type=int, default=d.max_batch, help="images per model forward pass")
     parser.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="how long a batch waits to fill")
     parser.add_argument("--max-queue", type=int, default=d.max_queue,
@@ -77,9 +79,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     if min(args.max_batch, args.max_connections) < 1 or min(args.header_timeout, args.body_timeout) <= 0 or args.max_wait_ms < 0:
         raise InvalidInputError("limits and timeouts must be positive and --max-wait-ms not negative")
     try:
-        limits = Limits(max_file_bytes=args.max_file_bytes, max_pixels=args.max_pixels, max_files_per_check=args.max_files)
+        limits = Limits(max_file_bytes=args.max_file_bytes, max_pixels=args.max_pixels, max_files_per_check=args.max_files,
+                        max_batch_bytes=args.max_batch_bytes, max_request_pixels=args.max_request_pixels, max_decoding_pixels=args.max_decoding_pixels)
     except ValueError as exc:
-        raise InvalidInputError(f"limits must be positive: {exc}") from None
+        raise InvalidInputError(f"invalid limits: {exc}") from None
     return Settings(
         data_dir=Path(args.data_dir), model=args.model, precision=args.precision, host=args.host, port=args.port,
         limits=limits, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,

@@ -65,17 +65,16 @@ async def read_photo_form(request: Request, *, max_files: int, max_file_bytes: i
         await form.close()
 
 
-class BodyTooLarge(ImageTooLargeError):
-    pass
-
-
 class BodyGuard:
-    """Bodies over ``max_bytes`` are refused (from Content-Length at once, else while streaming),
-    and a body that stalls for ``timeout_s`` between chunks ends the request with 408."""
+    """Bodies over their limit are refused (from Content-Length at once, else while streaming):
+    ``max_json_bytes`` for JSON, ``max_form_bytes`` for anything else. A body that stalls for
+    ``timeout_s`` between chunks ends the request with 408. Either way the application sees the
+    client disconnect, and the client gets the refusal."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_s: float):
+    def __init__(self, app: ASGIApp, *, max_form_bytes: int, max_json_bytes: int, timeout_s: float):
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_form_bytes = max_form_bytes
+        self.max_json_bytes = max_json_bytes
         self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -83,33 +82,52 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
+        is_json = headers.get(b"content-type", b"").split(b";")[0].strip().lower() == b"application/json"
+        max_bytes = self.max_json_bytes if is_json else self.max_form_bytes
         length = headers.get(b"content-length")
         if length is not None:
             try:
                 declared = int(length)
             except ValueError:
                 declared = -1
-            if declared < 0 or declared > self.max_bytes:
-                message = "invalid Content-Length" if declared < 0 else f"request body exceeds {self.max_bytes} bytes"
+            if declared < 0 or declared > max_bytes:
+                message = "invalid Content-Length" if declared < 0 else f"request body exceeds {max_bytes} bytes"
                 status, code = (400, "validation_error") if declared < 0 else (413, "too_large")
                 await error_response(status, code, message)(scope, receive, send)
                 return
         received = 0
         body_done = False
+        refusal: tuple[int, str, str] | None = None  # set when the guard ends the body
+        response_started = False
 
         async def guarded_receive():
-            nonlocal received, body_done
-            if body_done:  # after the body only a disconnect can come: no deadline on waiting for it
-                return await receive()
+            nonlocal received, body_done, refusal
+            if body_done or refusal is not None:  # after the body only a disconnect can come: no deadline on it
+                return await receive() if refusal is None else {"type": "http.disconnect"}
             try:
                 message = await asyncio.wait_for(receive(), self.timeout_s)
             except asyncio.TimeoutError:
-                raise BodyTimeout(f"the request body stalled for {self.timeout_s:g} s") from None
+                refusal = (408, BodyTimeout.code, f"the request body stalled for {self.timeout_s:g} s")
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 body_done = not message.get("more_body", False)
-                if received > self.max_bytes:
-                    raise BodyTooLarge(f"request body exceeds {self.max_bytes} bytes")
+                if received > max_bytes:
+                    refusal = (413, ImageTooLargeError.code, f"request body exceeds {max_bytes} bytes")
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, guarded_receive, send)
+        async def guarded_send(message) -> None:
+            nonlocal response_started
+            if refusal is not None:
+                return  # the app's answer to a body it never fully got is replaced by the refusal
+            response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except Exception:
+            if refusal is None:
+                raise
+        if refusal is not None and not response_started:
+            await error_response(*refusal)(scope, receive, send)

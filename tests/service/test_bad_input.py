@@ -77,7 +77,7 @@ def test_malformed_multipart(service, body):
 def test_body_over_the_request_limit_is_refused_early(service):
     client, keys = service
     settings = client.app.state.settings
-    too_big = settings.max_body_bytes + 1
+    too_big = settings.max_form_bytes + 1
     response = client.post("/v1/check", headers={**auth(keys["admin"]), "Content-Type": "multipart/form-data; boundary=x",
                                                  "Content-Length": str(too_big)}, content=b"x")
     assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
@@ -143,3 +143,15 @@ def test_an_empty_listing_gets_its_own_error_and_the_others_still_run(service):
     empty, checked = response.json()["results"]
     assert empty == {"listing_id": "empty", "error": {"code": "validation_error", "message": "a check needs at least one photo"}}
     assert checked["listing_id"] == "a" and "verdict" in checked and "error" not in checked
+
+
+def test_the_generated_format_corpus_never_causes_a_500(service):
+    """Every format Pillow writes, whole and broken, through the real app: an answer or a typed error."""
+    from tests.image_corpus import corpus
+
+    client, keys = service
+    for name, data, decodable in corpus():
+        response = client.post("/v1/check", headers=auth(keys["pipeline"]), files=photo_files(data))
+        assert response.status_code in (200, 400, 413), (name, response.status_code, response.text)
+        if decodable is not None:
+            assert (response.status_code == 200) == decodable, (name, response.text)

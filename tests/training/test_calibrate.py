@@ -64,3 +64,24 @@ def test_patch_anomaly_only_raises_the_score_and_sets_its_flag_threshold():
     assert all(a <= b for a, b in zip(scores, scores[1:]))  # more anomaly, never a lower score
     genuine = [r["patch_anomaly"] for r in rows if r["label"] == 0]
     assert calibration.high_patch_anomaly == pytest.approx(np.percentile(genuine, 95), abs=1e-6)
+
+
+def test_calibration_goes_into_a_new_model_folder_never_the_package(tmp_path, zero_shot):
+    """Item 11: `cfd calibrate --write` overwrote the built-in model's calibration inside the package."""
+    from dataclasses import replace
+
+    from detector.errors import InvalidInputError
+    from detector.model_folder import default_model_path, load_model
+    from training.calibrate import write_calibrated_model
+
+    shipped = (default_model_path() / "calibration.json").read_bytes()
+    calibration = replace(zero_shot.calibration, suspicious_threshold=0.3, counterfeit_threshold=0.9)
+    with pytest.raises(InvalidInputError, match="installed package"):
+        write_calibrated_model(zero_shot, calibration, default_model_path().parent / "mine")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("someone's")
+    with pytest.raises(InvalidInputError, match="not empty"):
+        write_calibrated_model(zero_shot, calibration, tmp_path / "taken")
+    folder = write_calibrated_model(zero_shot, calibration, tmp_path / "recalibrated")
+    assert load_model(folder).calibration.suspicious_threshold == 0.3
+    assert (default_model_path() / "calibration.json").read_bytes() == shipped

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from detector.service.auth import AnyKey, require_brand_access
@@ -12,6 +12,8 @@ from detector.service.uploads import read_photo_form
 from detector.store import validate_brand_slug
 
 router = APIRouter(prefix="/v1/brands/{brand}/references", tags=["references"])
+MAX_ID = 2**63 - 1  # SQLite integers
+ReferenceId = Annotated[int, Path(ge=1, le=MAX_ID)]
 ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody}}
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["files"],
@@ -41,7 +43,8 @@ async def add_references(brand: str, request: Request, principal: AnyKey, runtim
 @router.get("", response_model=ReferenceList, responses=ERRORS)
 def list_references(brand: str, principal: AnyKey, runtime: RuntimeDep,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                    after: Annotated[int | None, Query(ge=0, description="cursor from a previous page's 'next'")] = None) -> dict:
+                    after: Annotated[int | None, Query(ge=0, le=MAX_ID, description="cursor from a previous page's 'next'")] = None,
+                    ) -> dict:
     _brand_for(principal, runtime, brand, write=False)
     refs = runtime.gallery.store.list_references(brand, limit=limit + 1, after=after)
     page = refs[:limit]
@@ -57,7 +60,7 @@ def _media_type(data: bytes) -> str:
 
 
 @router.get("/{ref_id}/image", response_class=Response, responses={**ERRORS, 200: {"content": {"image/*": {}}}})
-def reference_image(brand: str, ref_id: int, principal: AnyKey, runtime: RuntimeDep) -> Response:
+def reference_image(brand: str, ref_id: ReferenceId, principal: AnyKey, runtime: RuntimeDep) -> Response:
     """The original bytes as uploaded."""
     _brand_for(principal, runtime, brand, write=False)
     reference, data = runtime.gallery.reference_image(brand, ref_id)
@@ -66,7 +69,7 @@ def reference_image(brand: str, ref_id: int, principal: AnyKey, runtime: Runtime
 
 
 @router.delete("/{ref_id}", status_code=204, responses=ERRORS)
-async def delete_reference(brand: str, ref_id: int, principal: AnyKey, runtime: RuntimeDep) -> Response:
+async def delete_reference(brand: str, ref_id: ReferenceId, principal: AnyKey, runtime: RuntimeDep) -> Response:
     _brand_for(principal, runtime, brand, write=True)
     await run_in_threadpool(runtime.gallery.delete_reference, brand, ref_id)
     return Response(status_code=204)
