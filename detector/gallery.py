@@ -191,16 +191,17 @@ class Gallery:
         Every header is checked (and the request's pixels counted) before any pixel is decoded;
         then one photo at a time goes straight to the model's input size, within the process's
         pixel budget, so a request never holds more than one full-size picture."""
-        opened = [open_image(f.data, limits=self.limits, name=f.name) for f in files]
-        total = sum(image.width * image.height for image in opened)
-        (allowance or PixelAllowance(self.limits.max_request_pixels)).take(total, what=f"{len(files)} photo(s)")
+        pixels = [_pixels(open_image(f.data, limits=self.limits, name=f.name)) for f in files]
+        (allowance or PixelAllowance(self.limits.max_request_pixels)).take(sum(pixels), what=f"{len(files)} photo(s)")
         tensors, sizes = [], []
-        for f, image in zip(files, opened):
-            with self.pixels.hold(image.width * image.height):
-                picture = decode(image, name=f.name)
+        for f, count in zip(files, pixels):
+            with self.pixels.hold(count):
+                # opened again here, so that no decoded picture outlives its turn
+                with open_image(f.data, limits=self.limits, name=f.name) as image:
+                    picture = decode(image, name=f.name)
                 sizes.append(picture.size)
                 tensors.append(self.embedder.transform(picture))
-                del picture, image
+                picture.close()
         return torch.stack(tensors), sizes
 
     def add_references(self, brand: str, files: Sequence[UploadFile], *, product: str | None = None) -> list[Reference]:
@@ -259,3 +260,9 @@ def remove_orphans(store: Store, blobs: BlobStore, lock: DataDirLock) -> int:
     if orphans or leftovers:
         log.info("removed %d unreferenced originals and %d temporary files", len(orphans), leftovers)
     return len(orphans)
+
+
+def _pixels(image) -> int:
+    """Decoded pixels of an opened (header-only) image; closes it."""
+    with image:
+        return image.width * image.height

@@ -7,24 +7,15 @@ sum of its images' pixels, checked from their headers before any is decoded.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import threading
 from contextlib import contextmanager
 from typing import Iterator
 
 from detector.errors import ImageTooLargeError, OverloadedError
+from detector.memory import return_free_memory
 
-# After a decode this large the process hands freed heap back to the system (glibc keeps it otherwise).
+# After a decode this large the freed picture is handed back to the system at once.
 _TRIM_AFTER_PIXELS = 4_000_000
-
-
-def _malloc_trim() -> None:
-    name = ctypes.util.find_library("c")
-    try:
-        ctypes.CDLL(name).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to hand back this way
-        pass
 
 
 class PixelBudget:
@@ -32,7 +23,6 @@ class PixelBudget:
         self.capacity = capacity
         self.wait_s = wait_s
         self._used = 0
-        self._since_trim = 0
         self._room = threading.Condition()
 
     @property
@@ -51,13 +41,9 @@ class PixelBudget:
         finally:
             with self._room:
                 self._used -= pixels
-                self._since_trim += pixels
-                trim = self._used == 0 and self._since_trim >= _TRIM_AFTER_PIXELS
-                if trim:
-                    self._since_trim = 0
                 self._room.notify_all()
-            if trim:
-                _malloc_trim()
+            if pixels >= _TRIM_AFTER_PIXELS:
+                return_free_memory()
 
 
 class PixelAllowance:

@@ -58,3 +58,16 @@ def patch_model(tmp_path_factory, zero_shot):
     folder = save_model_folder(tmp_path_factory.mktemp("models") / "patchy", config=config, calibration=calibration,
                                metrics={}, model_card="# patchy\n", net=net)
     return load_model(folder)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real, tiny file system (tmpfs) for the data directory; needs root, as CI has."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)

@@ -185,19 +185,6 @@ def test_a_cache_that_cannot_be_saved_never_stops_start_up(tmp_path, zero_shot, 
     g.close()
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real, tiny file system (tmpfs) for the data directory; needs root, as CI has."""
-    import subprocess
-
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
 def test_a_full_disk_is_a_typed_error_and_stores_nothing(small_disk, zero_shot, embedder):
     from detector.errors import InsufficientStorageError
     from tests.synthetic import encode

@@ -272,3 +272,27 @@ def test_a_request_over_its_pixel_budget_is_413_before_decoding(tmp_path):
         response = client.post("/v1/brands/acme/references", headers=auth(keys["admin"]), files=photo_files(big, big, big))
         assert response.status_code == 413
         assert client.app.state.runtime.gallery.pixels.used == 0
+
+
+def test_a_full_disk_answers_507_and_the_service_keeps_serving(small_disk):
+    """Item 7: a full disk gave a generic 500."""
+    import numpy as np
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from detector.service.app import create_app
+    from detector.service.settings import Settings
+    from tests.synthetic import encode
+
+    data_dir = small_disk / "var"
+    keys = make_keys(data_dir)
+    noise = encode(Image.fromarray(np.random.default_rng(1).integers(0, 255, (1100, 1100, 3), dtype=np.uint8)))
+    with TestClient(create_app(Settings(data_dir=data_dir)), raise_server_exceptions=False) as client:
+        deadline = time.monotonic() + 120
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        response = client.post("/v1/brands/acme/references", headers=auth(keys["admin"]), files=photo_files(noise))
+        assert response.status_code == 507 and response.json()["error"]["code"] == "insufficient_storage", response.text
+        ok = client.post("/v1/brands/acme/references", headers=auth(keys["admin"]), files=photo_files(product_photo("acme", 1)))
+        assert ok.status_code == 201
+        assert client.get("/v1/brands", headers=auth(keys["admin"])).json()["brands"][0]["reference_count"] == 1
