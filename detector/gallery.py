@@ -1,10 +1,16 @@
 """The reference gallery: SQLite rows + content-addressed originals + the FAISS cache.
 
 Upload order makes a success durable: decode and embed everything (any bad file aborts with
-nothing stored) -> fsync the originals -> one SQLite transaction -> add to the in-memory index.
-Startup reconciles: references embedded by another model are re-embedded from their originals,
-the index is loaded only if it matches the database exactly (else rebuilt), and originals that no
-row uses any more (left by a crash between the two steps) are removed.
+nothing stored) -> holding the data directory's lock shared: fsync the originals -> one SQLite
+transaction -> add to the in-memory index. A rejected upload removes the originals it wrote.
+Originals are only ever deleted holding that lock exclusively, after checking again that no row
+uses them, so no process's clean-up can race another's upload.
+Startup reconciles: originals that no row uses (left by a crash between the two steps) and
+half-written files are removed first (which frees room on a full disk), references embedded by
+another model are re-embedded from their originals (a missing original is reported and left
+out), and the index is loaded only if it matches the database and its checksum (else rebuilt).
+While running, the index follows the gallery version in SQLite, so changes made by another
+process (a ``cfd`` command beside the service) count at the next check.
 """
 
 from __future__ import annotations
