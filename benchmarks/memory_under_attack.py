@@ -17,10 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import io
-import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import save_bars  # noqa: E402
-from tests.service.helpers import auth, free_port, make_keys, photo_files  # noqa: E402
+from benchmarks.served_tree import served, trees  # noqa: E402
+from tests.service.helpers import auth, photo_files  # noqa: E402
 from tests.synthetic import product_photo  # noqa: E402
 
 
@@ -44,92 +42,47 @@ def bomb(megapixels: float, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-class ServerUnderTest:
-    def __init__(self, tree: Path, data_dir: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from detector.cli import main; sys.exit(main())", "serve",
-             "--data-dir", str(data_dir), "--port", str(self.port), "-q"],
-            cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise RuntimeError(f"server from {tree} not ready")
-
-    def peak_mib(self) -> float:
-        return status_kib(self.process.pid, "VmHWM") / 1024
-
-    def rss_mib(self) -> float:
-        return status_kib(self.process.pid, "VmRSS") / 1024
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
 def attack(tree: Path, megapixels: float, timeout: float) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "var"
-        keys = make_keys(data_dir)
-        server = ServerUnderTest(tree, data_dir)
-        try:
-            admin, pipeline = auth(keys["admin"]), auth(keys["pipeline"])
-            seed_refs = photo_files(*(product_photo("acme", i) for i in range(3)))
-            httpx.post(f"{server.url}/v1/brands/acme/references", headers=admin, files=seed_refs, timeout=timeout)
-            figures = {"idle_mib": round(server.rss_mib(), 1)}
-            bombs = [bomb(megapixels, i) for i in range(64)]
-            statuses = {}
+    with served(tree) as (server, keys):
+        admin, pipeline = auth(keys["admin"]), auth(keys["pipeline"])
+        seed_refs = photo_files(*(product_photo("acme", i) for i in range(3)))
+        httpx.post(f"{server.url}/v1/brands/acme/references", headers=admin, files=seed_refs, timeout=timeout)
+        figures = {"idle_mib": round(server.rss_mib(), 1)}
+        bombs = [bomb(megapixels, i) for i in range(64)]
+        statuses = {}
 
-            started = time.perf_counter()
-            r = httpx.post(f"{server.url}/v1/brands/acme/references", headers=admin, files=photo_files(*bombs), timeout=timeout)
-            statuses["upload"] = r.status_code
-            figures["upload_peak_mib"] = round(server.peak_mib(), 1)
+        started = time.perf_counter()
+        r = httpx.post(f"{server.url}/v1/brands/acme/references", headers=admin, files=photo_files(*bombs), timeout=timeout)
+        statuses["upload"] = r.status_code
+        figures["upload_peak_mib"] = round(server.peak_mib(), 1)
 
-            listings = [{"listing_id": f"L{i}", "brand": "acme", "images": [{"base64": base64.b64encode(b).decode()}]}
-                        for i, b in enumerate(bombs)]
-            r = httpx.post(f"{server.url}/v1/check/batch", headers=pipeline, json={"listings": listings}, timeout=timeout)
-            statuses["batch"] = r.status_code
-            statuses["batch_listing_errors"] = sorted({x["error"]["code"] for x in r.json().get("results", []) if "error" in x}) \
-                if r.status_code == 200 else None
-            figures["batch_peak_mib"] = round(server.peak_mib(), 1)
+        listings = [{"listing_id": f"L{i}", "brand": "acme", "images": [{"base64": base64.b64encode(b).decode()}]}
+                    for i, b in enumerate(bombs)]
+        r = httpx.post(f"{server.url}/v1/check/batch", headers=pipeline, json={"listings": listings}, timeout=timeout)
+        statuses["batch"] = r.status_code
+        statuses["batch_listing_errors"] = sorted({x["error"]["code"] for x in r.json().get("results", []) if "error" in x}) \
+            if r.status_code == 200 else None
+        figures["batch_peak_mib"] = round(server.peak_mib(), 1)
 
-            answers = []
+        answers = []
 
-            def one_check() -> None:
-                response = httpx.post(f"{server.url}/v1/check", headers=pipeline, files=photo_files(*bombs[:16]),
-                                      data={"brand": "acme"}, timeout=timeout)
-                answers.append(response.status_code)
+        def one_check() -> None:
+            response = httpx.post(f"{server.url}/v1/check", headers=pipeline, files=photo_files(*bombs[:16]),
+                                  data={"brand": "acme"}, timeout=timeout)
+            answers.append(response.status_code)
 
-            threads = [threading.Thread(target=one_check) for _ in range(2)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            statuses["checks"] = answers
-            figures["checks_peak_mib"] = round(server.peak_mib(), 1)
-            time.sleep(3)
-            figures["settled_mib"] = round(server.rss_mib(), 1)
-            figures["seconds"] = round(time.perf_counter() - started, 1)
-            alive = httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
-            return {**figures, "statuses": statuses, "healthy_after": alive, "bomb_bytes": len(bombs[0])}
-        finally:
-            server.stop()
+        threads = [threading.Thread(target=one_check) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        statuses["checks"] = answers
+        figures["checks_peak_mib"] = round(server.peak_mib(), 1)
+        time.sleep(3)
+        figures["settled_mib"] = round(server.rss_mib(), 1)
+        figures["seconds"] = round(time.perf_counter() - started, 1)
+        alive = httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+        return {**figures, "statuses": statuses, "healthy_after": alive, "bomb_bytes": len(bombs[0])}
 
 
 def main() -> None:
@@ -139,11 +92,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600, help="seconds per request")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    trees = {"this checkout": ROOT}
-    if args.baseline_tree is not None:
-        trees = {"baseline": args.baseline_tree.resolve(), **trees}
     rows = {}
-    for name, tree in trees.items():
+    for name, tree in trees(args.baseline_tree).items():
         rows[name] = attack(tree, args.megapixels, args.timeout)
         print(name, rows[name], flush=True)
     print(f"{'server':<16}{'idle':>8}{'upload':>9}{'batch':>9}{'checks':>9}{'settled':>9}   (MiB; peak after each attack)")

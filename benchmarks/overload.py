@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,9 +21,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.memory_under_attack import ServerUnderTest  # noqa: E402
+from benchmarks.served_tree import served, trees  # noqa: E402
 from benchmarks.report import save_bars  # noqa: E402
-from tests.service.helpers import auth, make_keys, photo_files  # noqa: E402
+from tests.service.helpers import auth, photo_files  # noqa: E402
 from tests.synthetic import product_photo  # noqa: E402
 
 
@@ -64,16 +63,10 @@ async def storm(url: str, key: str, clients: int, rounds: int) -> dict:
 
 
 def run(tree: Path, clients: int, rounds: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "var"
-        keys = make_keys(data_dir)
-        server = ServerUnderTest(tree, data_dir)
-        try:
-            httpx.post(f"{server.url}/v1/brands/acme/references", headers=auth(keys["admin"]),
-                       files=photo_files(*(product_photo("acme", i) for i in range(4))), timeout=120)
-            return asyncio.run(storm(server.url, keys["pipeline"], clients, rounds))
-        finally:
-            server.stop()
+    with served(tree) as (server, keys):
+        httpx.post(f"{server.url}/v1/brands/acme/references", headers=auth(keys["admin"]),
+                   files=photo_files(*(product_photo("acme", i) for i in range(4))), timeout=120)
+        return asyncio.run(storm(server.url, keys["pipeline"], clients, rounds))
 
 
 def main() -> None:
@@ -83,10 +76,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    trees = {"this checkout": ROOT}
-    if args.baseline_tree is not None:
-        trees = {"baseline": args.baseline_tree.resolve(), **trees}
-    rows = {name: run(tree, args.clients, args.rounds) for name, tree in trees.items()}
+    rows = {name: run(tree, args.clients, args.rounds) for name, tree in trees(args.baseline_tree).items()}
     for name, r in rows.items():
         print(f"{name:<14} answers {r['answers']}  503 p50/p95 {r['p50_503_ms']}/{r['p95_503_ms']} ms  "
               f"200 p50/p95 {r['p50_200_ms']}/{r['p95_200_ms']} ms  /healthz p50 {r['healthz_p50_ms']} ms, max {r['healthz_max_ms']} ms")
