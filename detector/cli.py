@@ -68,7 +68,7 @@ def load_model_from_args(args):
 def _runtime(args):
     from detector.runtime import open_runtime
 
-    return open_runtime(args.data_dir, load_model_from_args(args))
+    return open_runtime(args.data_dir, load_model_from_args(args), reembed=args.reembed)
 
 
 def _store(args):
@@ -221,11 +221,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inference precision on CPU; auto: bf16 where the CPU has native bf16, else fp32")
 
 
-def add_command(commands, name: str, func: Callable, help: str, *, data_dir: bool = True, creates: bool = False,
-                model: bool = True) -> argparse.ArgumentParser:
-    """A sub-command with the common flags: ``--data-dir``, ``--model`` and ``--precision``, ``-q``.
 
-    ``creates``: the command may set up a data directory that does not exist yet."""
+def add_command(commands, name: str, func: Callable, help: str, *, data_dir: bool = True, creates: bool = False,
+                model: bool = True, reembed: bool = True) -> argparse.ArgumentParser:
+    """A sub-command with the common flags: ``--data-dir``, ``--model`` and ``--precision``, ``--reembed``, ``-q``.
+
+    ``creates``: the command may set up a data directory that does not exist yet. ``reembed``: it
+    offers ``--reembed`` (a command that opens the gallery with a model)."""
     parser = commands.add_parser(name, help=help, description=help)
     if data_dir:
         parser.add_argument("--data-dir", default=None,
@@ -233,6 +235,10 @@ def add_command(commands, name: str, func: Callable, help: str, *, data_dir: boo
         parser.set_defaults(creates_data_dir=creates)
     if model:
         add_model_arguments(parser)
+    if model and data_dir and reembed:
+        parser.add_argument("--reembed", action="store_true",
+                            help="re-embed the data directory's references if another model or precision made them "
+                                 "(without it such a command refuses; the service always re-embeds)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=func)
     return parser
@@ -289,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_command(keys, "revoke", cmd_keys_revoke, "revoke a key by id", model=False)
     p.add_argument("id")
 
-    p = add_command(commands, "serve", cmd_serve, "run the HTTP service", creates=True)
+    p = add_command(commands, "serve", cmd_serve, "run the HTTP service (it re-embeds references another model made)",
+                    creates=True, reembed=False)
     from detector.service.settings import add_serve_arguments
 
     add_serve_arguments(p)

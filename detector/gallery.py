@@ -69,9 +69,18 @@ class Gallery:
 
     # --- startup ---
 
-    def open(self) -> "Gallery":
+    def open(self, *, reembed: bool = True) -> "Gallery":
+        """``reembed=False``: refuse, rather than re-embed, references made by another model (or
+        precision), so that a command run beside a service never swaps the gallery's model under it."""
         # Clean-up first: on a full disk it frees space before anything else needs some.
         self.remove_orphans()
+        if not reembed:
+            stale = len(self.store.stale_references(self.model))
+            if stale:
+                raise InvalidInputError(
+                    f"{stale} references in {self.data_dir} were embedded by another model or precision; using this "
+                    "one would re-embed them all (and a service running on this data directory with its own model "
+                    "would then find none of its embeddings): pass --reembed to do it anyway")
         self.reembed_stale()
         self._load_or_rebuild_index()
         return self

@@ -21,9 +21,11 @@ class Runtime:
         self.gallery.close()
 
 
-def open_runtime(data_dir: str | Path, model: LoadedModel, *, limits: Limits = Limits(), batch_size: int = 16) -> Runtime:
+def open_runtime(data_dir: str | Path, model: LoadedModel, *, limits: Limits = Limits(), batch_size: int = 16,
+                 reembed: bool = True) -> Runtime:
+    """``reembed``: re-embed references another model made (the service does); else refuse (see ``Gallery.open``)."""
     embedder = model.embedder(batch_size=batch_size)
     # Embeddings depend on the model and, slightly, on the precision: a change of either re-embeds.
     gallery = Gallery(data_dir, embedder=embedder, model_fingerprint=f"{model.fingerprint}-{embedder.precision}", limits=limits)
-    gallery.open()
+    gallery.open(reembed=reembed)
     return Runtime(model, gallery, Detector(model, gallery, limits=limits))

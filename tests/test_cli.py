@@ -163,3 +163,15 @@ def test_the_cli_pages_references_as_the_api_does(tmp_path, photos):
     first = json.loads(cfd("references", "list", "acme", "--limit", "2", data_dir=data).stdout)
     rest = json.loads(cfd("references", "list", "acme", "--limit", "2", "--after", str(first["next"]), data_dir=data).stdout)
     assert first["next"] == first["references"][-1]["id"] and len(rest["references"]) == 1 and rest["next"] is None
+
+
+def test_a_command_with_another_model_never_re_embeds_a_data_directory_unasked(tmp_path, photos, patch_model):
+    data = tmp_path / "var"
+    cfd("brands", "add", "acme", data_dir=data)
+    cfd("references", "add", "acme", str(photos / "acme"), data_dir=data)
+    other = ("check", "--brand", "acme", str(photos / "listing.png"), "--model", str(patch_model.path))
+    refused = cfd(*other, data_dir=data, check=False)
+    assert refused.returncode == 1 and "--reembed" in refused.stderr, refused.stderr
+    assert json.loads(cfd("check", "--brand", "acme", str(photos / "listing.png"), data_dir=data).stdout)["verdict"] != "unverifiable"
+    done = cfd(*other, "--reembed", data_dir=data)
+    assert json.loads(done.stdout)["model"]["name"] == "patchy"
