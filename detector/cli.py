@@ -21,11 +21,10 @@ from detector import progress
 from detector.precision import PRECISIONS
 from detector.errors import DetectorError, InvalidInputError
 from detector.evaluation.dataset import IMAGE_SUFFIXES
+from detector.store import DB_FILE, MAX_ID, Store
 
 DEFAULT_DATA_DIR = "./var"
 DATA_DIR_VARIABLE = "CFD_DATA_DIR"
-DB_FILE = "db.sqlite3"  # detector.store.DB_FILE, without importing the store for every command
-MAX_ID = 2**63 - 1  # SQLite integers
 CHUNK = 32
 log = logging.getLogger("detector.cli")
 COMMAND_GROUP = "counterfeit_detector.commands"
@@ -72,8 +71,6 @@ def _runtime(args):
 
 
 def _store(args):
-    from detector.store import Store
-
     return Store(Path(args.data_dir) / DB_FILE)
 
 

@@ -1,7 +1,7 @@
 """A listing check from photo bytes to a ``CheckResult``: decode, embed, score, explain.
 
-This is the one check path: the CLI and ``cfd evaluate``'s callers embed directly, the service
-passes its micro-batcher as ``embed``.
+This is the one check path: the CLI embeds with its own embedder, the service passes its
+micro-batcher as ``embed``; ``cfd evaluate`` scores its bulk embeddings with the same ``Scorer``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import torch
 from detector.embedder import Embeddings
 from detector.errors import InvalidInputError
 from detector.gallery import Gallery, UploadFile
-from detector.limits import Limits
-from detector.pixel_budget import PixelAllowance
 from detector.model_folder import LoadedModel
+from detector.pixel_budget import PixelAllowance
 from detector.results import UNVERIFIABLE, CheckResult, ImageResult, ModelInfo, NearestReference
 from detector.scoring import PhotoEvidence, Scorer
 from detector.store import Reference, validate_brand_slug, validate_listing_id
@@ -24,11 +23,10 @@ EmbedFn = Callable[[torch.Tensor], Embeddings]
 
 
 class Detector:
-    def __init__(self, model: LoadedModel, gallery: Gallery, *, limits: Limits = Limits()):
+    def __init__(self, model: LoadedModel, gallery: Gallery):
         self.model = model
         self.gallery = gallery
         self.embedder = gallery.embedder
-        self.limits = limits
 
     def check(self, files: Sequence[UploadFile], *, brand: str | None = None, listing_id: str | None = None,
               embed: EmbedFn | None = None, allowance: PixelAllowance | None = None) -> CheckResult:
@@ -46,8 +44,9 @@ class Detector:
         """Validate and decode a listing's photos into one model-ready batch."""
         if not files:
             raise InvalidInputError("a check needs at least one photo")
-        if len(files) > self.limits.max_files_per_check:
-            raise InvalidInputError(f"{len(files)} photos exceeds the limit of {self.limits.max_files_per_check} per check")
+        limit = self.gallery.limits.max_files_per_check
+        if len(files) > limit:
+            raise InvalidInputError(f"{len(files)} photos exceeds the limit of {limit} per check")
         return self.gallery.decode(files, allowance=allowance)[0]
 
     def judge(self, embeddings: Embeddings, *, brand: str | None, listing_id: str | None) -> CheckResult:

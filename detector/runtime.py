@@ -28,4 +28,4 @@ def open_runtime(data_dir: str | Path, model: LoadedModel, *, limits: Limits = L
     # Embeddings depend on the model and, slightly, on the precision: a change of either re-embeds.
     gallery = Gallery(data_dir, embedder=embedder, model_fingerprint=f"{model.fingerprint}-{embedder.precision}", limits=limits)
     gallery.open(reembed=reembed)
-    return Runtime(model, gallery, Detector(model, gallery, limits=limits))
+    return Runtime(model, gallery, Detector(model, gallery))

@@ -26,6 +26,7 @@ MAX_PRODUCT_LENGTH = 200
 MAX_LISTING_ID_LENGTH = 200
 MAX_DISPLAY_NAME_LENGTH = 200
 DB_FILE = "db.sqlite3"
+MAX_ID = 2**63 - 1  # the largest SQLite integer: ids and cursors beyond it are refused, not overflowed
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS brands (

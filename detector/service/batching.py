@@ -1,6 +1,6 @@
 """Micro-batching: concurrent checks share one model forward pass.
 
-Requests put their preprocessed images on a bounded queue; one worker takes up to ``max_batch``
+Requests put their preprocessed images on a queue; one worker takes up to ``max_batch``
 images (waiting at most ``max_wait_ms`` for the batch to fill), runs the model once in a
 dedicated thread so the event loop never blocks, and hands each request its rows. How much work
 may wait is admission control's to decide (``service/admission.py``), before decoding.

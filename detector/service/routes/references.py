@@ -9,10 +9,9 @@ from detector.service.auth import AnyKey, require_brand_access
 from detector.service.deps import RuntimeDep
 from detector.service.schemas import ErrorBody, ReferenceList, ReferencesCreated
 from detector.service.uploads import read_photo_form
-from detector.store import validate_brand_slug
+from detector.store import MAX_ID, validate_brand_slug
 
 router = APIRouter(prefix="/v1/brands/{brand}/references", tags=["references"])
-MAX_ID = 2**63 - 1  # SQLite integers
 ReferenceId = Annotated[int, Path(ge=1, le=MAX_ID)]
 ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody}}
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
