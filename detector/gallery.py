@@ -7,8 +7,9 @@ Originals are only ever deleted holding that lock exclusively, after checking ag
 uses them, so no process's clean-up can race another's upload.
 Startup reconciles: originals that no row uses (left by a crash between the two steps) and
 half-written files are removed first (which frees room on a full disk), references embedded by
-another model are re-embedded from their originals (a missing original is reported and left
-out), and the index is loaded only if it matches the database and its checksum (else rebuilt).
+another model are re-embedded from their originals (a missing or unreadable original is reported
+and left out), and the index is loaded only if it matches the database and its checksum (else
+rebuilt).
 While running, the index follows the gallery version in SQLite, so changes made by another
 process (a ``cfd`` command beside the service) count at the next check.
 """
@@ -27,7 +28,7 @@ import torch
 from detector import progress
 from detector.blobs import BlobStore, sha256_hex
 from detector.embedder import Embedder
-from detector.errors import InvalidInputError
+from detector.errors import DetectorError, InvalidInputError
 from detector.datalock import DataDirLock
 from detector.images import decode, open_image
 from detector.index import GalleryIndex
@@ -86,8 +87,8 @@ class Gallery:
         return self
 
     def reembed_stale(self) -> int:
-        """Re-embed references made by another model from their originals; a missing original is
-        reported and its reference left out of the index, never fatal."""
+        """Re-embed references made by another model from their originals; a missing or unreadable
+        original is reported and its reference left out of the index, never fatal."""
         stale = self.store.stale_references(self.model)
         if not stale:
             return 0
@@ -96,25 +97,28 @@ class Gallery:
         done = 0
         with progress.bar(total=len(stale), desc="re-embedding references") as bar:
             for start in range(0, len(stale), batch_size):
-                chunk = [(rid, sha) for rid, sha in stale[start : start + batch_size] if self._original_available(rid, sha)]
-                if chunk:
-                    pixels, _ = self.decode([UploadFile(f"reference {rid}", self.blobs.get(sha)) for rid, sha in chunk],
-                                            allowance=PixelAllowance(len(chunk) * self.limits.max_pixels))
-                    out = self.embedder.embed_tensor(pixels)
+                chunk = stale[start : start + batch_size]
+                decoded = [(rid, pixels) for rid, sha in chunk if (pixels := self._decode_original(rid, sha)) is not None]
+                if decoded:
+                    out = self.embedder.embed_tensor(torch.cat([pixels for _, pixels in decoded]))
                     self.store.update_embeddings(
-                        [(rid, emb, pat) for (rid, _), emb, pat in zip(chunk, out.vectors, out.patches_per_photo())],
+                        [(rid, emb, pat) for (rid, _), emb, pat in zip(decoded, out.vectors, out.patches_per_photo())],
                         model=self.model)
-                done += min(batch_size, len(stale) - start)
-                bar.update(min(batch_size, len(stale) - start))
+                done += len(chunk)
+                bar.update(len(chunk))
                 log.info("re-embedded %d/%d references", done, len(stale))
         return done
 
-    def _original_available(self, ref_id: int, digest: str) -> bool:
-        if self.blobs.exists(digest):
-            return True
-        log.error("reference %d: its original %s is missing; it stays out of the index until it is uploaded again",
-                  ref_id, digest)
-        return False
+    def _decode_original(self, ref_id: int, digest: str) -> torch.Tensor | None:
+        """One reference's original, ready for the model; None (reported) when it is missing or unreadable:
+        that reference stays out of the index until it is uploaded again."""
+        try:
+            return self.decode([UploadFile(f"reference {ref_id}", self.blobs.get(digest))],
+                               allowance=PixelAllowance(self.limits.max_pixels))[0]
+        except DetectorError as exc:
+            log.error("reference %d: its original %s cannot be used (%s); it stays out of the index until it is "
+                      "uploaded again", ref_id, digest, exc.message)
+            return None
 
     def _load_or_rebuild_index(self) -> None:
         with self._write_lock:

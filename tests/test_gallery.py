@@ -158,16 +158,18 @@ def test_an_index_file_with_zeroed_vectors_is_not_trusted(tmp_path, zero_shot, e
     g.close()
 
 
-def test_a_missing_original_is_reported_not_fatal_on_a_model_change(tmp_path, zero_shot, embedder, caplog):
+def test_a_missing_or_corrupt_original_is_reported_not_fatal_on_a_model_change(tmp_path, zero_shot, embedder, caplog):
     data = tmp_path / "var"
     g = Gallery(data, embedder=embedder, model_fingerprint="old-model").open()
     g.create_brand("acme")
-    refs = g.add_references("acme", _files("acme", range(3)))
+    refs = g.add_references("acme", _files("acme", range(4)))
     g.blobs.path(refs[0].sha256).unlink()
+    g.blobs.path(refs[1].sha256).write_bytes(b"\x89PNG\r\n\x1a\n damaged on disk")
     g.close()
     with caplog.at_level(logging.ERROR, logger="detector.gallery"):
         g = _reopen(data, zero_shot, embedder)
-    assert any(f"reference {refs[0].id}" in m and "missing" in m for m in caplog.messages)
+    for ref in refs[:2]:
+        assert any(f"reference {ref.id}" in m and "cannot be used" in m for m in caplog.messages), caplog.messages
     assert g.index.brand_size("acme") == 2  # the other two moved to the new model
     g.close()
 
