@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from functools import cache
 
 _M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
 
 
+@cache  # looked up once: it runs after every large decode
 def _libc():
     try:
         return ctypes.CDLL(ctypes.util.find_library("c"))

@@ -123,7 +123,7 @@ class Calibration:
         try:
             thresholds = data["thresholds"]
             extra = dict(data.get("extra", {}))
-            typed = {key: None if extra.get(key) is None else float(extra.pop(key)) for key in _TYPED_EXTRA}
+            typed = {key: None if extra.get(key) is None else float(extra[key]) for key in _TYPED_EXTRA}
             extra = {k: v for k, v in extra.items() if k not in _TYPED_EXTRA}
             calibration = cls(
                 features=tuple(str(f) for f in data["features"]),
@@ -178,9 +178,8 @@ class Calibration:
             "suspicious": data.pop("suspicious_threshold"),
             "counterfeit": data.pop("counterfeit_threshold"),
         }
-        data["extra"] = {**data["extra"], **{key: data.pop(key) for key in _TYPED_EXTRA if data[key] is not None}}
-        for key in _TYPED_EXTRA:
-            data.pop(key, None)
+        typed = {key: data.pop(key) for key in _TYPED_EXTRA}
+        data["extra"] = {**data["extra"], **{key: value for key, value in typed.items() if value is not None}}
         return data
 
 

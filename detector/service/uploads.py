@@ -18,8 +18,13 @@ ACCEPTED_PART_TYPES = frozenset({"image/jpeg", "image/jpg", "image/pjpeg", "imag
                                  "image/bmp", "image/x-ms-bmp", "image/tiff", "application/octet-stream"})
 
 
+def media_type(content_type: str | None) -> str:
+    """``image/JPEG; q=1`` -> ``image/jpeg``."""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
 def require_content_type(request: Request, expected: str) -> None:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = media_type(request.headers.get("content-type"))
     if content_type != expected:
         raise UnsupportedMediaTypeError(f"expected Content-Type {expected}, got {content_type or 'none'}")
 
@@ -43,7 +48,7 @@ async def read_photo_form(request: Request, *, max_files: int, max_file_bytes: i
                     raise InvalidInputError("'files' must be file parts, not text fields")
                 if len(files) >= max_files:
                     raise InvalidInputError(f"more than {max_files} files in one request")
-                part_type = (value.content_type or "application/octet-stream").split(";")[0].strip().lower()
+                part_type = media_type(value.content_type) or "application/octet-stream"
                 if part_type not in ACCEPTED_PART_TYPES:
                     raise UnsupportedMediaTypeError(f"file {value.filename!r} has content type {part_type}, not an image")
                 data = await value.read(max_file_bytes + 1)
@@ -82,7 +87,7 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        is_json = headers.get(b"content-type", b"").split(b";")[0].strip().lower() == b"application/json"
+        is_json = media_type(headers.get(b"content-type", b"").decode("latin-1")) == "application/json"
         max_bytes = self.max_json_bytes if is_json else self.max_form_bytes
         length = headers.get(b"content-length")
         if length is not None:
