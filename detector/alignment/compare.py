@@ -1,0 +1,186 @@
+"""A photo compared with a reference in the reference's frame, block by block inside its product region.
+
+The photo is warped onto the reference and its lighting normalised: a shading that may vary
+smoothly across the product (a plane in log-lightness, fitted robustly), then one gain per
+channel (white balance). Differences tolerate a residual misalignment of a few pixels: each is
+the smallest over small shifts. Per block: colour difference (Lab dE) and structure difference
+(1 - NCC of lightness); a block's score is their sum in recipe units, and a defect is a block that
+stands out against the photo's own median block. The label (the reference's keypoint-densest
+window) is re-aligned on its own: a logo placed elsewhere than the product's geometry predicts
+shows as a shift. Fine detail (print, material) is compared as high-frequency energy per block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from detector.alignment.features import ReferenceFeatures, View
+from detector.alignment.mask import bounding_box
+from detector.alignment.recipe import AlignmentRecipe
+
+_MIN_BLOCK_COVER = 0.5  # a block counts when the photo covers at least this share of its product pixels
+_FLAT = 2.0  # lightness std below which a block has no structure to compare
+_TRIM = 0.8  # the shading fit keeps this share of best-fitting pixels
+_GAIN_RANGE = (0.6, 1.6)  # white-balance gains beyond these are a different colour, not a different light
+_SEARCH = 0.25  # the label is searched within this share of its size around where the geometry puts it
+_RIM = 0.04  # share of the product's diagonal left out along its outline (misregistration, the reference's shadow)
+_EPS = 0.02
+
+
+@dataclass(frozen=True)
+class Comparison:
+    signals: dict[str, float]
+    blocks: np.ndarray  # (grid, grid) block score (NaN: not compared), reference frame
+    colour: np.ndarray  # (grid, grid) mean dE per block
+    structure: np.ndarray  # (grid, grid) 1 - NCC per block (NaN: flat or not compared)
+    box: tuple[int, int, int, int]  # the product box the grid divides, reference working pixels
+    coverage: float
+
+
+def compare(photo: View, reference: ReferenceFeatures, homography: np.ndarray, recipe: AlignmentRecipe) -> Comparison | None:
+    """None when the warped photo covers too little of the reference's product."""
+    h, w = reference.mask.shape
+    warped = cv2.warpPerspective(photo.bgr, homography, (w, h), flags=cv2.INTER_LINEAR)
+    seen = cv2.warpPerspective(np.full(photo.shape, 255, np.uint8), homography, (w, h), flags=cv2.INTER_NEAREST)
+    seen = cv2.erode(seen, np.ones((5, 5), np.uint8)) > 0
+    box = bounding_box(reference.mask)
+    rim = max(3, int(_RIM * np.hypot(box[2] - box[0], box[3] - box[1]))) | 1
+    region = cv2.erode(reference.mask.astype(np.uint8), np.ones((rim, rim), np.uint8)).astype(bool) & seen
+    coverage = float(region.sum()) / max(1, int(reference.mask.sum()))
+    if coverage < recipe.min_coverage:
+        return None
+    ref = reference.view.bgr.astype(np.float32) / 255
+    photo_lin = _normalise(warped.astype(np.float32) / 255, ref, region)
+    lab_p = cv2.cvtColor(cv2.GaussianBlur(photo_lin, (0, 0), recipe.blur_sigma), cv2.COLOR_BGR2LAB)
+    lab_r = cv2.cvtColor(cv2.GaussianBlur(ref, (0, 0), recipe.blur_sigma), cv2.COLOR_BGR2LAB)
+    edges = _block_edges(box, recipe.grid)
+    colour = _block_means(_tolerant_delta_e(lab_p, lab_r, recipe.shift_px), region, edges)
+    structure = _block_structure(lab_p[..., 0], lab_r[..., 0], region, edges, recipe.shift_px)
+    detail = _block_detail(photo_lin, ref, region, edges)
+    blocks = colour / recipe.colour_unit + np.nan_to_num(structure) / recipe.structure_unit
+    valid = blocks[~np.isnan(blocks)]
+    if len(valid) < 4:
+        return None
+    logs = detail[~np.isnan(detail)]
+    shift, label_ncc = _label_shift(lab_p[..., 0], lab_r[..., 0], reference.label, box)
+    signals = {
+        "aligned_colour_diff": float(np.nanmedian(colour)),
+        "aligned_structure_diff": float(np.nanmean(structure)) if not np.isnan(structure).all() else 0.0,
+        "aligned_block_peak": float(valid.max() - np.median(valid)),
+        "placement_shift": shift,
+        "label_mismatch": 1.0 - label_ncc,
+        "detail_loss": float(np.median(logs) - np.percentile(logs, 10)) if len(logs) >= 4 else 0.0,
+    }
+    return Comparison(signals, blocks, colour, structure, box, coverage)
+
+
+def _normalise(photo: np.ndarray, ref: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The photo's lighting mapped onto the reference's: log-lightness shading a + b*x + c*y fitted on
+    the product region (refitted on its best-fitting share, so a local defect does not drag it), then
+    each channel's median ratio as its gain."""
+    h, w = region.shape
+    ys, xs = np.nonzero(region)
+    step = max(1, len(ys) // 20000)  # a sample is enough for a few parameters
+    ys, xs = ys[::step], xs[::step]
+    ratio = np.log(ref[ys, xs].mean(1) + _EPS) - np.log(photo[ys, xs].mean(1) + _EPS)
+    design = np.stack([np.ones(len(ys)), xs / w - 0.5, ys / h - 0.5], axis=1)
+    keep = np.ones(len(ys), bool)
+    for _ in range(2):
+        coef, *_ = np.linalg.lstsq(design[keep], ratio[keep], rcond=None)
+        residual = np.abs(design @ coef - ratio)
+        keep = residual <= np.quantile(residual, _TRIM)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    shading = np.exp(coef[0] + coef[1] * (xx / w - 0.5) + coef[2] * (yy / h - 0.5)).astype(np.float32)
+    shaded = photo * shading[..., None]
+    gains = np.median((ref[ys, xs] + _EPS) / (shaded[ys, xs] + _EPS), axis=0)
+    return np.clip(shaded * np.clip(gains, *_GAIN_RANGE).astype(np.float32), 0, 1)
+
+
+def _shifts(px: int):
+    return [(dy, dx) for dy in (-px, 0, px) for dx in (-px, 0, px)] if px else [(0, 0)]
+
+
+def _shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    return np.roll(image, (dy, dx), axis=(0, 1)) if dy or dx else image
+
+
+def _tolerant_delta_e(lab_p: np.ndarray, lab_r: np.ndarray, px: int) -> np.ndarray:
+    """Per pixel, the smallest dE between the photo and the reference shifted by up to ``px``."""
+    return np.min([np.linalg.norm(lab_p - _shifted(lab_r, dy, dx), axis=2) for dy, dx in _shifts(px)], axis=0)
+
+
+def _block_edges(box, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    x0, y0, x1, y1 = box
+    return np.linspace(y0, y1, grid + 1).round().astype(int), np.linspace(x0, x1, grid + 1).round().astype(int)
+
+
+def _cells(region: np.ndarray, edges):
+    """(i, j, cell slices, inside mask) of each block the photo covers enough."""
+    ey, ex = edges
+    for i in range(len(ey) - 1):
+        for j in range(len(ex) - 1):
+            cell = (slice(ey[i], ey[i + 1]), slice(ex[j], ex[j + 1]))
+            inside = region[cell]
+            if inside.sum() >= max(16, _MIN_BLOCK_COVER * inside.size):
+                yield i, j, cell, inside
+
+
+def _block_means(values: np.ndarray, region: np.ndarray, edges) -> np.ndarray:
+    grid = len(edges[0]) - 1
+    out = np.full((grid, grid), np.nan)
+    for i, j, cell, inside in _cells(region, edges):
+        out[i, j] = float(values[cell][inside].mean())
+    return out
+
+
+def _block_structure(light_p: np.ndarray, light_r: np.ndarray, region: np.ndarray, edges, px: int) -> np.ndarray:
+    """1 - NCC of lightness per textured block, the best over small shifts of the reference."""
+    grid = len(edges[0]) - 1
+    out = np.full((grid, grid), np.nan)
+    shifted = [_shifted(light_r, dy, dx) for dy, dx in _shifts(px)]
+    for i, j, cell, inside in _cells(region, edges):
+        a = light_p[cell][inside]
+        if light_r[cell][inside].std() <= _FLAT:
+            continue
+        best = -1.0
+        for r in shifted:
+            b = r[cell][inside]
+            best = max(best, float(np.mean((a - a.mean()) * (b - b.mean())) / (a.std() * b.std() + 1e-6)))
+        out[i, j] = 1.0 - best
+    return out
+
+
+def _block_detail(photo: np.ndarray, ref: np.ndarray, region: np.ndarray, edges) -> np.ndarray:
+    """log of the photo's high-frequency energy over the reference's, per textured block."""
+    hf_p = np.abs(cv2.Laplacian(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY), cv2.CV_32F))
+    hf_r = np.abs(cv2.Laplacian(cv2.cvtColor(ref, cv2.COLOR_BGR2GRAY), cv2.CV_32F))
+    grid = len(edges[0]) - 1
+    out = np.full((grid, grid), np.nan)
+    for i, j, cell, inside in _cells(region, edges):
+        energy = hf_r[cell][inside].mean()
+        if energy > _FLAT / 255:
+            out[i, j] = float(np.log((hf_p[cell][inside].mean() + 1e-3) / (energy + 1e-3)))
+    return out
+
+
+def _label_shift(light_p, light_r, label, box) -> tuple[float, float]:
+    """How far the label sits from where the product's geometry puts it (share of the product's
+    diagonal), and how well it matches there (NCC)."""
+    lx0, ly0, lx1, ly1 = label
+    template = light_r[ly0:ly1, lx0:lx1]
+    if template.size == 0 or template.std() < _FLAT:
+        return 0.0, 1.0
+    mx, my = int((lx1 - lx0) * _SEARCH), int((ly1 - ly0) * _SEARCH)
+    h, w = light_p.shape
+    sx0, sy0, sx1, sy1 = max(0, lx0 - mx), max(0, ly0 - my), min(w, lx1 + mx), min(h, ly1 + my)
+    window = light_p[sy0:sy1, sx0:sx1]
+    if window.shape[0] < template.shape[0] or window.shape[1] < template.shape[1]:
+        return 0.0, 1.0
+    response = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED)
+    _, peak, _, (px, py) = cv2.minMaxLoc(response)
+    dx, dy = sx0 + px - lx0, sy0 + py - ly0
+    diagonal = float(np.hypot(box[2] - box[0], box[3] - box[1]))
+    return float(np.hypot(dx, dy) / diagonal), float(peak)

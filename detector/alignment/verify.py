@@ -1,0 +1,127 @@
+"""One photo verified against the claimed brand's candidate references: each that aligns (enough
+geometric inliers) is compared in its own frame and the closest comparison counts; it gives the
+signals, a heatmap in the photo's coordinates, the most suspicious region's box and its name."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from detector.alignment.align import Alignment, align, refine
+from detector.alignment.compare import Comparison, compare
+from detector.alignment.features import ReferenceFeatures, View
+from detector.alignment.recipe import AlignmentRecipe
+
+_ROWS, _COLUMNS = ("top", "middle", "bottom"), ("left", "centre", "right")
+
+
+@dataclass(frozen=True)
+class Verification:
+    reference_id: int | None  # the best-aligned reference (None: none could be tried)
+    inliers: int
+    inlier_ratio: float
+    comparison: Comparison | None  # None: not aligned
+    failure: str | None  # why the photo is not aligned
+    heatmap: list[list[float]] | None = None  # rows x columns over the photo, 0 (like the reference) .. 1
+    box: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 in the photo's pixels: the most suspicious block
+    region: str | None = None  # where that block sits on the product ("the label", "the product's top left")
+    difference: str | None = None  # what differs most there: "colour" or "structure"
+
+    @property
+    def aligned(self) -> bool:
+        return self.comparison is not None
+
+    @property
+    def signals(self) -> dict[str, float]:
+        """Inlier count and ratio always; the comparison's signals when aligned."""
+        base = {"align_inliers": math.log1p(self.inliers), "align_inlier_ratio": self.inlier_ratio}
+        return {**base, **(self.comparison.signals if self.comparison else {})}
+
+
+def verify(photo: View, candidates: dict[int, ReferenceFeatures], recipe: AlignmentRecipe) -> Verification:
+    """``candidates``: reference id -> features, closest by embedding first."""
+    if not candidates:
+        return Verification(None, 0, 0.0, None, "no reference of the brand has alignment features")
+    tried = {rid: align(photo, features.view, recipe) for rid, features in candidates.items()}
+    best_id, best = max(tried.items(), key=lambda item: item[1].inliers)
+    if best.homography is None or best.inliers < recipe.min_inliers:
+        return Verification(best_id, best.inliers, best.inlier_ratio, None,
+                            f"{best.inliers} geometric inliers with the best reference, {recipe.min_inliers} needed")
+    # Every reference that aligns is compared; the photo is judged against the one it resembles most
+    # (a brand's colourways share one geometry, so inliers alone cannot tell which one was photographed).
+    compared = []
+    for rid, alignment in tried.items():
+        if alignment.homography is None or alignment.inliers < recipe.min_inliers:
+            continue
+        refined = Alignment(refine(photo, candidates[rid].view.bgr, candidates[rid].mask, alignment.homography, recipe),
+                            alignment.inliers, alignment.matches)
+        comparison = compare(photo, candidates[rid], refined.homography, recipe)
+        if comparison is not None:
+            compared.append((float(np.nanmedian(comparison.blocks)), rid, refined, comparison))
+    if not compared:
+        return Verification(best_id, best.inliers, best.inlier_ratio, None,
+                            "the photo shows too little of the product to compare")
+    _, rid, alignment, comparison = min(compared, key=lambda item: item[0])
+    return _explained(rid, alignment, comparison, candidates[rid], photo, recipe)
+
+
+def _explained(reference_id: int, alignment: Alignment, comparison: Comparison, reference: ReferenceFeatures,
+               photo: View, recipe: AlignmentRecipe) -> Verification:
+    excess = comparison.blocks - np.nanmedian(comparison.blocks)
+    i, j = np.unravel_index(int(np.nanargmax(excess)), excess.shape)
+    x0, y0, x1, y1 = comparison.box
+    ex, ey = np.linspace(x0, x1, recipe.grid + 1), np.linspace(y0, y1, recipe.grid + 1)
+    block = (ex[j], ey[i], ex[j + 1], ey[i + 1])
+    to_photo = np.linalg.inv(alignment.homography)
+    return Verification(
+        reference_id, alignment.inliers, alignment.inlier_ratio, comparison, None,
+        heatmap=_heatmap(excess / recipe.heat_unit, comparison.box, alignment.homography, photo, recipe),
+        box=_photo_box(block, to_photo, photo.scale, photo.original_size),
+        region=_region_name(block, reference.label, comparison.box),
+        difference="colour" if comparison.colour[i, j] / recipe.colour_unit
+        >= np.nan_to_num(comparison.structure[i, j]) / recipe.structure_unit else "structure",
+    )
+
+
+def _heatmap(heat: np.ndarray, box, homography: np.ndarray, photo: View, recipe: AlignmentRecipe) -> list[list[float]]:
+    """Block heat sampled at the centres of a grid over the photo (0 outside the compared product).
+
+    Heat is the block's score above the photo's own median in fixed units, never rescaled per photo,
+    so a genuine photo whose blocks all differ a little stays cool."""
+    h, w = photo.shape
+    cells = recipe.heatmap_cells
+    rows, columns = (cells, max(1, round(cells * w / h))) if h >= w else (max(1, round(cells * h / w)), cells)
+    cy, cx = (np.arange(rows) + 0.5) * h / rows, (np.arange(columns) + 0.5) * w / columns
+    centres = np.stack(np.meshgrid(cx, cy), axis=-1).reshape(-1, 1, 2).astype(np.float32)
+    mapped = cv2.perspectiveTransform(centres, homography).reshape(rows, columns, 2)
+    x0, y0, x1, y1 = box
+    grid = heat.shape[0]
+    j = np.floor((mapped[..., 0] - x0) / (x1 - x0) * grid).astype(int)
+    i = np.floor((mapped[..., 1] - y0) / (y1 - y0) * grid).astype(int)
+    inside = (i >= 0) & (i < grid) & (j >= 0) & (j < grid)
+    values = np.zeros((rows, columns))
+    values[inside] = heat[i[inside], j[inside]]
+    return np.round(np.clip(np.nan_to_num(values), 0.0, 1.0), 3).tolist()
+
+
+def _photo_box(block, to_photo: np.ndarray, scale: float, photo_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    bx0, by0, bx1, by1 = block
+    corners = np.float32([[bx0, by0], [bx1, by0], [bx1, by1], [bx0, by1]]).reshape(-1, 1, 2)
+    points = cv2.perspectiveTransform(corners, to_photo).reshape(-1, 2) / scale
+    width, height = photo_size
+    x0, y0 = np.clip(points.min(0), 0, [width, height])
+    x1, y1 = np.clip(points.max(0), 0, [width, height])
+    return int(x0), int(y0), int(math.ceil(x1)), int(math.ceil(y1))
+
+
+def _region_name(block, label, box) -> str:
+    cx, cy = (block[0] + block[2]) / 2, (block[1] + block[3]) / 2
+    if label[0] <= cx <= label[2] and label[1] <= cy <= label[3]:
+        return "the label"
+    x0, y0, x1, y1 = box
+    row = _ROWS[min(2, int(3 * (cy - y0) / max(1, y1 - y0)))]
+    column = _COLUMNS[min(2, int(3 * (cx - x0) / max(1, x1 - x0)))]
+    return "the product's centre" if (row, column) == ("middle", "centre") else f"the product's {row} {column}"

@@ -1,0 +1,100 @@
+"""Aligned verification on a detailed product: it aligns a photo taken at an angle, stays cool on a
+genuine photo, finds and boxes a tampered emblem, and refuses another product."""
+
+import cv2
+import numpy as np
+import pytest
+
+from detector.alignment.features import FeatureFormatError, ReferenceFeatures, photo_view, reference_features
+from detector.alignment.heatmap import render_heatmap
+from detector.alignment.recipe import DEFAULT_RECIPE, AlignmentRecipe
+from detector.alignment.verify import verify
+from tests.alignment_scenes import EMBLEM, listing_photo, other_product, studio_product
+from tests.synthetic import encode
+
+RECIPE = DEFAULT_RECIPE
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return reference_features(photo_view(studio_product(), RECIPE), RECIPE)
+
+
+def _verify(image, reference):
+    return verify(photo_view(image, RECIPE), {17: reference}, RECIPE)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_genuine_photo_at_an_angle_aligns_and_its_heatmap_stays_cool(reference, seed):
+    photo, _ = listing_photo(studio_product(), seed)
+    result = _verify(photo, reference)
+    assert result.aligned and result.reference_id == 17
+    assert result.inliers >= 30 and result.inlier_ratio > 0.5
+    # heat is in fixed units: lighting, angle and background of a genuine photo do not light it up
+    assert max(map(max, result.heatmap)) < 0.6
+    assert result.signals["aligned_block_peak"] < 2.0
+
+
+def test_a_tampered_emblem_stands_out_is_boxed_where_it_is_and_named(reference):
+    photo, homography = listing_photo(studio_product(tampered=True), 1)
+    genuine = _verify(listing_photo(studio_product(), 1)[0], reference)
+    tampered = _verify(photo, reference)
+    assert tampered.aligned
+    assert tampered.signals["aligned_block_peak"] > 4 * genuine.signals["aligned_block_peak"]
+    assert max(map(max, tampered.heatmap)) == 1.0
+    # the box, in the photo's pixels, overlaps where the emblem was photographed
+    x0, y0, x1, y1 = EMBLEM
+    emblem = cv2.perspectiveTransform(np.float32([[[x0, y0]], [[x1, y0]], [[x1, y1]], [[x0, y1]]]), homography).reshape(-1, 2)
+    bx0, by0, bx1, by1 = tampered.box
+    ex0, ey0 = emblem.min(0)
+    ex1, ey1 = emblem.max(0)
+    assert bx0 < ex1 and ex0 < bx1 and by0 < ey1 and ey0 < by1
+    assert tampered.region in ("the product's top left", "the label")
+    # the hottest heatmap cell lies inside the emblem's photographed outline
+    heat = np.array(tampered.heatmap)
+    row, column = np.unravel_index(int(heat.argmax()), heat.shape)
+    centre = ((column + 0.5) * photo.width / heat.shape[1], (row + 0.5) * photo.height / heat.shape[0])
+    assert cv2.pointPolygonTest(emblem.astype(np.float32), centre, True) > -photo.width / heat.shape[1]
+
+
+def test_another_product_does_not_align_and_says_why(reference):
+    result = _verify(listing_photo(other_product(), 1)[0], reference)
+    assert not result.aligned
+    assert "geometric inliers" in result.failure
+    assert result.heatmap is None and result.box is None
+    assert set(result.signals) == {"align_inliers", "align_inlier_ratio"}
+
+
+def test_no_candidate_features_is_a_failure_not_an_error():
+    result = verify(photo_view(studio_product(), RECIPE), {}, RECIPE)
+    assert not result.aligned and result.reference_id is None and "no reference" in result.failure
+
+
+def test_reference_features_round_trip_and_refuse_damaged_bytes(reference):
+    data = reference.to_bytes()
+    again = ReferenceFeatures.from_bytes(data)
+    assert np.array_equal(again.view.points, reference.view.points)
+    assert np.array_equal(again.view.descriptors, reference.view.descriptors)
+    assert np.array_equal(again.mask, reference.mask) and again.label == reference.label
+    # the product region covers the product and leaves the studio background out
+    assert again.mask[240, 240] and not again.mask[10, 10]
+    with pytest.raises(FeatureFormatError):
+        ReferenceFeatures.from_bytes(data[: len(data) // 2])
+    with pytest.raises(FeatureFormatError):
+        ReferenceFeatures.from_bytes(b"not a feature file")
+
+
+def test_the_features_fingerprint_follows_what_the_stored_features_depend_on():
+    assert AlignmentRecipe(max_side=800).features_fingerprint != RECIPE.features_fingerprint
+    assert AlignmentRecipe(min_inliers=30).features_fingerprint == RECIPE.features_fingerprint
+
+
+def test_heatmap_renders_red_where_hot_and_boxes_the_region():
+    photo = encode(studio_product())
+    heat = [[0.0, 0.0], [0.0, 1.0]]
+    png = render_heatmap(photo, heat, [300, 300, 400, 400])
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape[:2] == (480, 480)
+    hot, cold = image[420, 420].astype(int), image[20, 20].astype(int)  # BGR; (20, 20) is the grey backdrop
+    assert hot[2] - hot[1] > 60 and abs(int(cold[2]) - int(cold[1])) < 20
+    assert tuple(image[300, 350]) != tuple(image[290, 350])  # the box's outline is drawn
