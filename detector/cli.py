@@ -164,7 +164,25 @@ def cmd_check(args) -> None:
 
     files = [UploadFile(str(p), _read(p)) for p in _expand_files(args.files)]
     runtime = _runtime(args)
-    _print_json(runtime.detector.check(files, brand=args.brand, listing_id=args.listing_id).model_dump())
+    result = runtime.detector.check(files, brand=args.brand, listing_id=args.listing_id)
+    if args.heatmap:
+        _write_heatmaps(Path(args.heatmap), files, result)
+    _print_json(result.model_dump())
+
+
+def _write_heatmaps(folder: Path, files, result) -> None:
+    """``photo-<index>.png`` for each photo that aligned with a reference."""
+    from detector.alignment.heatmap import render_heatmap
+    from detector.fsutil import atomic_write_bytes
+
+    written = 0
+    for image in result.images:
+        if image.alignment is not None and image.alignment.aligned:
+            png = render_heatmap(files[image.index].data, image.alignment.heatmap, image.alignment.suspicious_box)
+            atomic_write_bytes(folder / f"photo-{image.index}.png", png)
+            written += 1
+    print(f"wrote {written} heatmap(s) to {folder}" + ("" if written == len(result.images) else
+          f"; {len(result.images) - written} photo(s) did not align, so they have none"), file=sys.stderr)
 
 
 def cmd_index_rebuild(args) -> None:
@@ -176,7 +194,7 @@ def cmd_index_rebuild(args) -> None:
 def cmd_evaluate(args) -> None:
     from detector.evaluation.run import evaluate
 
-    report = evaluate(args.data, load_model_from_args(args), out_dir=args.out)
+    report = evaluate(args.data, load_model_from_args(args), out_dir=args.out, align=args.align)
     _print_json({"overall": report["overall"], "per_kind": {k: v["roc_auc"] for k, v in report["per_kind"].items()},
                  "report_dir": args.out})
 
@@ -275,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+")
     p.add_argument("--brand", default=None, help="the brand the listing claims (default: the predicted brand)")
     p.add_argument("--listing-id", default=None)
+    p.add_argument("--heatmap", default=None, metavar="DIR",
+                   help="also write each aligned photo's heatmap over the photo as DIR/photo-<index>.png")
 
     index = add_group(commands, "index", "the FAISS index")
     add_command(index, "rebuild", cmd_index_rebuild, "rebuild the index from the database")
@@ -282,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_command(commands, "evaluate", cmd_evaluate, "measure detection quality on a dataset folder", data_dir=False)
     p.add_argument("--data", required=True, help="dataset in the <brand>/references|genuine|counterfeit layout")
     p.add_argument("--out", default=None, help="report folder (report.json, report.md, PNG plots)")
+    p.add_argument("--align", action=argparse.BooleanOptionalAction, default=None,
+                   help="verify photos by alignment (default: when the model's calibration has an aligned fusion)")
 
     keys = add_group(commands, "keys", "API keys")
     p = add_command(keys, "create", cmd_keys_create, "create a key; prints it as the only stdout line", model=False,

@@ -5,6 +5,9 @@ nothing stored) -> holding the data directory's lock shared: fsync the originals
 transaction -> add to the in-memory index. A rejected upload removes the originals it wrote.
 Originals are only ever deleted holding that lock exclusively, after checking again that no row
 uses them, so no process's clean-up can race another's upload.
+Each reference's alignment features (keypoints, product mask; ``detector.alignment``) are derived
+data like the index: written with the originals before the commit, recomputed from the original
+when missing or made by another recipe, removed with the originals they describe.
 Startup reconciles: originals that no row uses (left by a crash between the two steps) and
 half-written files are removed first (which frees room on a full disk), references embedded by
 another model are re-embedded from their originals (a missing or unreadable original is reported
@@ -26,6 +29,9 @@ import numpy as np
 import torch
 
 from detector import progress
+from detector.alignment.features import ReferenceFeatures, View, photo_view, reference_features
+from detector.alignment.recipe import DEFAULT_RECIPE, AlignmentRecipe
+from detector.alignment.store import FEATURES_DIR, FeatureStore
 from detector.blobs import BlobStore, sha256_hex
 from detector.embedder import Embedder
 from detector.errors import DetectorError, InvalidInputError
@@ -49,13 +55,23 @@ class UploadFile:
     data: bytes
 
 
+@dataclass(frozen=True)
+class Decoded:
+    pixels: torch.Tensor  # the model-ready batch
+    sizes: list[tuple[int, int]]  # each photo's upright (width, height)
+    views: list[View]  # each photo at the alignment's working resolution, with its keypoints
+
+
 class Gallery:
-    def __init__(self, data_dir: str | Path, *, embedder: Embedder, model_fingerprint: str, limits: Limits = Limits()):
+    def __init__(self, data_dir: str | Path, *, embedder: Embedder, model_fingerprint: str, limits: Limits = Limits(),
+                 alignment: AlignmentRecipe = DEFAULT_RECIPE):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.data_dir / DB_FILE)
         self.blobs = BlobStore(self.data_dir / IMAGES_DIR)
         self.lock = DataDirLock(self.data_dir)
+        self.alignment = alignment
+        self.features = FeatureStore(self.data_dir / FEATURES_DIR, alignment)
         self.embedder = embedder
         self.model = model_fingerprint
         self.limits = limits
@@ -114,7 +130,7 @@ class Gallery:
         that reference stays out of the index until it is uploaded again."""
         try:
             return self.decode([UploadFile(f"reference {ref_id}", self.blobs.get(digest))],
-                               allowance=PixelAllowance(self.limits.max_pixels))[0]
+                               allowance=PixelAllowance(self.limits.max_pixels)).pixels
         except DetectorError as exc:
             log.error("reference %d: its original %s cannot be used (%s); it stays out of the index until it is "
                       "uploaded again", ref_id, digest, exc.message)
@@ -180,7 +196,7 @@ class Gallery:
         return result
 
     def remove_orphans(self) -> int:
-        return remove_orphans(self.store, self.blobs, self.lock)
+        return remove_orphans(self.store, self.blobs, self.lock, self.features)
 
     def _delete_blobs_if_unused(self, digests: Sequence[str]) -> None:
         if not digests:
@@ -190,6 +206,7 @@ class Gallery:
             for digest in digests:
                 if digest not in used:
                     self.blobs.delete(digest)
+                    self.features.delete(digest)
 
     # --- brands ---
 
@@ -203,16 +220,16 @@ class Gallery:
 
     # --- references ---
 
-    def decode(self, files: Sequence[UploadFile], *, allowance: PixelAllowance | None = None,
-               ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        """Photos -> one model-ready batch and each photo's upright size.
+    def decode(self, files: Sequence[UploadFile], *, allowance: PixelAllowance | None = None, views: bool = True) -> Decoded:
+        """Photos -> one model-ready batch, each photo's upright size and (``views``) its alignment view.
 
         Every header is checked (and the request's pixels counted) before any pixel is decoded;
-        then one photo at a time goes straight to the model's input size, within the process's
-        pixel budget, so a request never holds more than one full-size picture."""
+        then one photo at a time goes straight to the model's input size and the alignment's
+        working resolution, within the process's pixel budget, so a request never holds more than
+        one full-size picture."""
         pixels = [_pixels(open_image(f.data, limits=self.limits, name=f.name)) for f in files]
         (allowance or PixelAllowance(self.limits.max_request_pixels)).take(sum(pixels), what=f"{len(files)} photo(s)")
-        tensors, sizes = [], []
+        tensors, sizes, working = [], [], []
         for f, count in zip(files, pixels):
             with self.pixels.hold(count):
                 # opened again here, so that no decoded picture outlives its turn
@@ -220,8 +237,10 @@ class Gallery:
                     picture = decode(image, name=f.name)
                 sizes.append(picture.size)
                 tensors.append(self.embedder.transform(picture))
+                if views:
+                    working.append(photo_view(picture, self.alignment))
                 picture.close()
-        return torch.stack(tensors), sizes
+        return Decoded(torch.stack(tensors), sizes, working)
 
     def add_references(self, brand: str, files: Sequence[UploadFile], *, product: str | None = None) -> list[Reference]:
         self.store.require_brand(validate_brand_slug(brand))
@@ -230,16 +249,18 @@ class Gallery:
             raise InvalidInputError("no files were given")
         if len(files) > self.limits.max_files_per_upload:
             raise InvalidInputError(f"{len(files)} files exceeds the limit of {self.limits.max_files_per_upload} per request")
-        pixels, sizes = self.decode(files)
-        out = self.embedder.embed_tensor(pixels)
+        decoded = self.decode(files)
+        out = self.embedder.embed_tensor(decoded.pixels)
         items = [NewReference(sha256_hex(f.data), width, height, embedding, patch)
-                 for f, (width, height), embedding, patch in zip(files, sizes, out.vectors, out.patches_per_photo())]
+                 for f, (width, height), embedding, patch in zip(files, decoded.sizes, out.vectors, out.patches_per_photo())]
+        features = [reference_features(view, self.alignment) for view in decoded.views]
         with self._write_lock:
             try:
                 # Shared: orphan clean-up (exclusive) never runs between writing the originals and committing their rows.
                 with self.lock.shared():
-                    for f in files:
+                    for f, item, feature in zip(files, items, features):
                         self.blobs.put(f.data)
+                        self.features.put(item.sha256, feature)
                     return self._write(lambda: self.store.add_references(brand, items, product=product, model=self.model),
                                        apply=lambda refs: self._index_added(brand, refs, items))
             except BaseException:
@@ -263,19 +284,52 @@ class Gallery:
         width = self.embedder.patch_record_width
         return {} if width is None else self.store.reference_patches(ids, width)
 
+    def reference_features(self, ids: list[int]) -> dict[int, ReferenceFeatures]:
+        """Alignment features by reference id; those missing (another recipe, another process's upload
+        before this recipe) are computed from the originals and stored. A reference whose original is
+        gone is left out."""
+        found = {}
+        for rid, reference in self.store.references_by_ids(ids).items():
+            features = self.features.get(reference.sha256)
+            if features is None:
+                features = self._compute_features(reference)
+            if features is not None:
+                found[rid] = features
+        return found
+
+    def _compute_features(self, reference: Reference) -> ReferenceFeatures | None:
+        try:
+            data = self.blobs.get(reference.sha256)
+            with open_image(data, limits=self.limits, name=f"reference {reference.id}") as image:
+                with self.pixels.hold(image.width * image.height):
+                    picture = decode(image, name=f"reference {reference.id}")
+                    features = reference_features(photo_view(picture, self.alignment), self.alignment)
+        except DetectorError as exc:
+            log.error("reference %d: no alignment features (%s)", reference.id, exc.message)
+            return None
+        try:
+            self.features.put(reference.sha256, features)
+        except (OSError, DetectorError) as exc:  # a cache: a check never fails for want of room to keep it
+            log.warning("could not store the alignment features of reference %d (%s)", reference.id, exc)
+        return features
+
     def reference_image(self, brand: str, ref_id: int) -> tuple[Reference, bytes]:
         reference = self.store.get_reference(brand, ref_id)
         return reference, self.blobs.get(reference.sha256)
 
 
-def remove_orphans(store: Store, blobs: BlobStore, lock: DataDirLock) -> int:
-    """Originals no row uses, and half-written temporary files, removed while no writer is active
-    (in any process: writers hold ``lock`` shared from writing originals to committing rows)."""
+def remove_orphans(store: Store, blobs: BlobStore, lock: DataDirLock, features: FeatureStore) -> int:
+    """Originals and alignment features no row uses, half-written temporary files and other recipes'
+    features, removed while no writer is active (in any process: writers hold ``lock`` shared from
+    writing originals to committing rows)."""
     with lock.exclusive():
-        leftovers = blobs.remove_temporary_files()
-        orphans = blobs.digests() - store.used_digests()
+        leftovers = blobs.remove_temporary_files() + features.remove_leftovers()
+        used = store.used_digests()
+        orphans = blobs.digests() - used
         for digest in orphans:
             blobs.delete(digest)
+        for digest in features.digests() - used:
+            features.delete(digest)
     if orphans or leftovers:
         log.info("removed %d unreferenced originals and %d temporary files", len(orphans), leftovers)
     return len(orphans)

@@ -23,7 +23,7 @@ from detector.precision import resolve_precision
 from detector.errors import DetectorError, ModelFolderError
 from detector.fsutil import atomic_write_bytes
 from detector.results import COUNTERFEIT, GENUINE, SUSPICIOUS
-from detector.signals import OTHER_BRAND_SIGNALS, SIGNALS, produced_signals
+from detector.signals import ALIGNMENT_SIGNALS, OTHER_BRAND_SIGNALS, SIGNALS, produced_signals
 from detector.transforms import EvalTransform, InputConfig
 
 FORMAT_VERSION = 1
@@ -96,12 +96,34 @@ class ModelConfig:
 
 
 # calibration.json keeps these in "extra"; they are typed here because scoring reads them.
-_TYPED_EXTRA = ("default_other_similarity", "low_similarity", "high_patch_anomaly")
+_TYPED_EXTRA = ("default_other_similarity", "low_similarity", "high_patch_anomaly", "high_block_peak")
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """A logistic fusion of named signals."""
+
+    features: tuple[str, ...]
+    weights: tuple[float, ...]
+    bias: float
+
+    def score(self, signals: dict[str, float]) -> float:
+        return _sigmoid(self.bias + sum(w * signals[name] for name, w in zip(self.features, self.weights)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Fusion":
+        return cls(tuple(str(f) for f in data["features"]), tuple(float(w) for w in data["weights"]), float(data["bias"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": list(self.features), "weights": list(self.weights), "bias": self.bias}
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """Logistic fusion of per-photo signals into a counterfeit probability, plus thresholds."""
+    """Logistic fusion of per-photo signals into a counterfeit probability, plus thresholds.
+
+    ``features``/``weights``/``bias`` fuse the embedding signals; ``aligned``, when present, fuses
+    the signals of a photo that aligned with a reference (see ``detector.alignment``)."""
 
     features: tuple[str, ...]
     weights: tuple[float, ...]
@@ -116,6 +138,8 @@ class Calibration:
     # flags with a reason of their own: below / above these the photo is flagged (None: no such flag)
     low_similarity: float | None = None
     high_patch_anomaly: float | None = None
+    high_block_peak: float | None = None
+    aligned: Fusion | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # provenance: targets, sample counts
 
     @classmethod
@@ -134,6 +158,7 @@ class Calibration:
                 top_k=int(data.get("top_k", 3)),
                 aggregation=str(data.get("aggregation", "max")),
                 notes=str(data.get("notes", "")),
+                aligned=None if data.get("aligned") is None else Fusion.from_dict(data["aligned"]),
                 extra=extra,
                 **typed,
             )
@@ -147,17 +172,34 @@ class Calibration:
             raise ModelFolderError(f"{source}: aggregation must be 'max' or 'mean'")
         if calibration.top_k < 1:
             raise ModelFolderError(f"{source}: top_k must be at least 1")
-        unknown = [f for f in calibration.features if f not in SIGNALS]
+        aligned = calibration.aligned
+        if aligned is not None and len(aligned.features) != len(aligned.weights):
+            raise ModelFolderError(f"{source}: aligned: {len(aligned.features)} features but {len(aligned.weights)} weights")
+        used = set(calibration.features) | set(aligned.features if aligned else ())
+        unknown = sorted(used - set(SIGNALS))
         if unknown:
             raise ModelFolderError(f"{source}: unknown signals {unknown}; known signals: {', '.join(SIGNALS)}")
-        if OTHER_BRAND_SIGNALS & set(calibration.features) and calibration.default_other_similarity is None:
-            raise ModelFolderError(f"{source}: features {sorted(OTHER_BRAND_SIGNALS & set(calibration.features))} need "
+        if ALIGNMENT_SIGNALS & set(calibration.features):
+            raise ModelFolderError(f"{source}: alignment signals {sorted(ALIGNMENT_SIGNALS & set(calibration.features))} "
+                                   "belong in the aligned fusion: the embedding fusion scores photos that did not align")
+        if OTHER_BRAND_SIGNALS & used and calibration.default_other_similarity is None:
+            raise ModelFolderError(f"{source}: features {sorted(OTHER_BRAND_SIGNALS & used)} need "
                                    "extra.default_other_similarity for galleries that hold a single brand")
         return calibration
 
-    def fuse(self, signals: dict[str, float]) -> float:
-        """The counterfeit probability of one photo's signals."""
-        return _sigmoid(self.bias + sum(w * signals[name] for name, w in zip(self.features, self.weights)))
+    @property
+    def embedding_fusion(self) -> Fusion:
+        return Fusion(self.features, self.weights, self.bias)
+
+    @property
+    def signals(self) -> frozenset[str]:
+        """Every signal either fusion reads."""
+        return frozenset(self.features) | frozenset(self.aligned.features if self.aligned else ())
+
+    def fuse(self, signals: dict[str, float], *, aligned: bool = False) -> float:
+        """The counterfeit probability of one photo's signals: by the aligned fusion when the photo
+        aligned and the calibration has one, else by the embedding fusion."""
+        return (self.aligned if aligned and self.aligned is not None else self.embedding_fusion).score(signals)
 
     def verdict(self, score: float) -> str:
         if score >= self.counterfeit_threshold:
@@ -179,6 +221,8 @@ class Calibration:
             "counterfeit": data.pop("counterfeit_threshold"),
         }
         typed = {key: data.pop(key) for key in _TYPED_EXTRA}
+        if self.aligned is None:
+            data.pop("aligned")
         data["extra"] = {**data["extra"], **{key: value for key, value in typed.items() if value is not None}}
         return data
 
@@ -239,7 +283,7 @@ def load_model(path: str | Path | None = None, *, precision: str = "auto") -> Lo
     calibration = Calibration.from_dict(_read_json(folder / "calibration.json"), source=str(folder / "calibration.json"))
     metrics = _read_json(folder / "metrics.json")
     spec = get_backbone_spec(config.backbone)
-    missing = [f for f in calibration.features if f not in config.signals]
+    missing = sorted(f for f in calibration.signals if f not in config.signals)
     if missing:
         raise ModelFolderError(f"{folder / 'calibration.json'}: uses signals {missing} that this model does not produce "
                                f"(it produces {sorted(config.signals)})")

@@ -10,12 +10,14 @@ from typing import Callable, Sequence
 
 import torch
 
+from detector.alignment.features import View
+from detector.alignment.verify import Verification
 from detector.embedder import Embeddings
 from detector.errors import InvalidInputError
-from detector.gallery import Gallery, UploadFile
+from detector.gallery import Decoded, Gallery, UploadFile
 from detector.model_folder import LoadedModel
 from detector.pixel_budget import PixelAllowance
-from detector.results import UNVERIFIABLE, CheckResult, ImageResult, ModelInfo, NearestReference
+from detector.results import UNVERIFIABLE, AlignmentResult, CheckResult, ImageResult, ModelInfo, NearestReference
 from detector.scoring import PhotoEvidence, Scorer
 from detector.store import Reference, validate_brand_slug, validate_listing_id
 
@@ -37,29 +39,33 @@ class Detector:
         if brand is not None:
             validate_brand_slug(brand)
         validate_listing_id(listing_id)
-        embeddings = (embed or self.embedder.embed_tensor)(self.decode(files, allowance=allowance))
-        return self.judge(embeddings, brand=brand, listing_id=listing_id)
+        decoded = self.decode(files, allowance=allowance)
+        embeddings = (embed or self.embedder.embed_tensor)(decoded.pixels)
+        return self.judge(embeddings, brand=brand, listing_id=listing_id, views=decoded.views)
 
-    def decode(self, files: Sequence[UploadFile], *, allowance: PixelAllowance | None = None) -> torch.Tensor:
-        """Validate and decode a listing's photos into one model-ready batch."""
+    def decode(self, files: Sequence[UploadFile], *, allowance: PixelAllowance | None = None) -> Decoded:
+        """Validate and decode a listing's photos into one model-ready batch and their alignment views."""
         if not files:
             raise InvalidInputError("a check needs at least one photo")
         limit = self.gallery.limits.max_files_per_check
         if len(files) > limit:
             raise InvalidInputError(f"{len(files)} photos exceeds the limit of {limit} per check")
-        return self.gallery.decode(files, allowance=allowance)[0]
+        return self.gallery.decode(files, allowance=allowance)
 
-    def judge(self, embeddings: Embeddings, *, brand: str | None, listing_id: str | None) -> CheckResult:
-        """Score embedded photos against the claimed (or else predicted) brand."""
+    def judge(self, embeddings: Embeddings, *, brand: str | None, listing_id: str | None,
+              views: Sequence[View] | None = None) -> CheckResult:
+        """Score embedded photos against the claimed (or else predicted) brand; with ``views``, each
+        photo is also verified by alignment with its closest references."""
         self.gallery.refresh()  # a gallery changed by another process (a cfd beside the service) counts at once
-        scorer = Scorer(self.model.calibration, self.gallery.index, reference_patches=self.gallery.reference_patches)
+        scorer = Scorer(self.model.calibration, self.gallery.index, reference_patches=self.gallery.reference_patches,
+                        reference_features=self.gallery.reference_features, alignment=self.gallery.alignment)
         reasons: list[str] = []
         claimed = brand
         if claimed is None:
             claimed = scorer.predict_brand(embeddings)
             if claimed is not None:
                 reasons.append(f"no brand was claimed; checked against the predicted brand {claimed}")
-        evidence = scorer.evidence(embeddings, claimed)
+        evidence = scorer.evidence(embeddings, claimed, views)
         score = scorer.listing_score(evidence)
         if score is None:
             verdict = UNVERIFIABLE
@@ -93,7 +99,14 @@ def _image_result(evidence: PhotoEvidence, references: dict[int, Reference]) -> 
             for rid, sim in evidence.nearest if rid in references
         ],
         flags=list(evidence.flags),
+        alignment=None if evidence.verification is None else _alignment_result(evidence.verification),
     )
+
+
+def _alignment_result(v: Verification) -> AlignmentResult:
+    return AlignmentResult(aligned=v.aligned, reference_id=v.reference_id, inliers=v.inliers,
+                           inlier_ratio=round(v.inlier_ratio, 4), failure=v.failure, heatmap=v.heatmap,
+                           suspicious_box=None if v.box is None else list(v.box), region=v.region, difference=v.difference)
 
 
 def _round(value: float | None) -> float | None:

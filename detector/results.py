@@ -18,6 +18,22 @@ class NearestReference(BaseModel):
     similarity: float
 
 
+class AlignmentResult(BaseModel):
+    """The photo against its best-aligned reference of the claimed brand."""
+
+    aligned: bool
+    reference_id: int | None = Field(description="the reference with the most geometric inliers")
+    inliers: int
+    inlier_ratio: float
+    failure: str | None = Field(description="why the photo is not aligned (then its score rests on the embedding signals)")
+    heatmap: list[list[float]] | None = Field(
+        description="rows x columns over the photo: how much each region differs from the reference, 0 (not beyond "
+                    "a genuine photo's usual differences) to 1; 0 outside the compared product")
+    suspicious_box: list[int] | None = Field(description="[x0, y0, x1, y1] in the photo's pixels: the most different region")
+    region: str | None = Field(description="where that region sits on the product")
+    difference: str | None = Field(description="what differs most there: colour or structure")
+
+
 class ImageResult(BaseModel):
     index: int
     counterfeit_score: float | None
@@ -25,6 +41,7 @@ class ImageResult(BaseModel):
     predicted_brand: str | None
     nearest_references: list[NearestReference]
     flags: list[str]
+    alignment: AlignmentResult | None = Field(default=None, description="null when the photo was not verified by alignment")
 
 
 class ModelInfo(BaseModel):

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
+from detector.alignment.features import ReferenceFeatures, View
+from detector.alignment.recipe import DEFAULT_RECIPE, AlignmentRecipe
+from detector.alignment.verify import Verification, verify
 from detector.embedder import Embeddings
 from detector.errors import InvalidInputError
 from detector.index import GalleryIndex, Hits
@@ -25,8 +28,9 @@ NEAREST_PER_PHOTO = 3
 PATCH_REFERENCES = 3
 
 PatchLookup = Callable[[list[int]], dict[int, np.ndarray]]
+FeatureLookup = Callable[[list[int]], dict[int, ReferenceFeatures]]
 # Flags that come with a reason of their own; other suspicious photos get the general one.
-EXPLAINED_FLAGS = frozenset({"brand_mismatch", "low_similarity", "local_mismatch"})
+EXPLAINED_FLAGS = frozenset({"brand_mismatch", "low_similarity", "local_mismatch", "local_difference"})
 
 
 @dataclass
@@ -38,6 +42,7 @@ class PhotoEvidence:
     nearest: list[tuple[int, float]]  # (reference id, similarity), best first
     flags: list[str] = field(default_factory=list)
     counterfeit_score: float | None = None
+    verification: Verification | None = None  # None: alignment was not run
 
 
 @dataclass(frozen=True)
@@ -53,27 +58,34 @@ class Scorer:
 
     ``reference_patches`` gives the stored patch records of references by id; with it and photos
     that carry patch records, each photo also gets the ``patch_anomaly`` signal.
+    ``reference_features`` gives references' alignment features by id; with it and the photos'
+    views, each photo is also verified against its closest references (``detector.alignment``).
     """
 
-    def __init__(self, calibration: Calibration, index: GalleryIndex, *, reference_patches: PatchLookup | None = None):
+    def __init__(self, calibration: Calibration, index: GalleryIndex, *, reference_patches: PatchLookup | None = None,
+                 reference_features: FeatureLookup | None = None, alignment: AlignmentRecipe = DEFAULT_RECIPE):
         self.calibration = calibration
         self.index = index
         self.reference_patches = reference_patches
+        self.reference_features = reference_features
+        self.alignment = alignment
 
     def predict_brand(self, photos: Embeddings) -> str | None:
         """The brand most photos match best (None for an empty gallery)."""
         votes = Counter(self.index.brand_of(int(hits.ids[0])) for hits in self.index.search(photos.vectors, 1) if len(hits.ids))
         return votes.most_common(1)[0][0] if votes else None
 
-    def evidence(self, photos: Embeddings, brand: str | None) -> list[PhotoEvidence]:
-        """Each photo's signals, flags, nearest references and score against ``brand``.
+    def evidence(self, photos: Embeddings, brand: str | None, views: Sequence[View] | None = None) -> list[PhotoEvidence]:
+        """Each photo's signals, flags, nearest references and score against ``brand``; ``views``:
+        the photos at the alignment's working resolution (None: no aligned verification).
 
         With ``brand`` None or without references, only the best overall match is filled in."""
         if brand is None or self.index.brand_size(brand) == 0:
             return [self._unverified(i, hits) for i, hits in enumerate(self.index.search(photos.vectors, 1))]
         searches = self._search(photos, brand)
         anomalies = self._patch_anomalies(photos, searches.own)
-        return [self._verified(i, photos, brand, searches, anomalies[i]) for i in range(len(photos.vectors))]
+        verifications = self._verifications(views, searches.own)
+        return [self._verified(i, photos, brand, searches, anomalies[i], verifications[i]) for i in range(len(photos.vectors))]
 
     def listing_score(self, evidence: list[PhotoEvidence]) -> float | None:
         return self.calibration.aggregate([e.counterfeit_score for e in evidence if e.counterfeit_score is not None])
@@ -81,7 +93,7 @@ class Scorer:
     # --- steps ---
 
     def _search(self, photos: Embeddings, brand: str) -> _Searches:
-        top_k = max(self.calibration.top_k, NEAREST_PER_PHOTO, PATCH_REFERENCES)
+        top_k = max(self.calibration.top_k, NEAREST_PER_PHOTO, PATCH_REFERENCES, self.alignment.candidates)
         vectors = photos.vectors
         return _Searches(self.index.search_brand(vectors, brand, top_k), self.index.search_other_brands(vectors, brand, 1))
 
@@ -102,7 +114,16 @@ class Scorer:
             anomalies.append(patch_anomaly_np(query, closest) if closest else None)
         return anomalies
 
-    def _verified(self, i: int, photos: Embeddings, brand: str, searches: _Searches, anomaly: float | None) -> PhotoEvidence:
+    def _verifications(self, views: Sequence[View] | None, own: list[Hits]) -> list[Verification | None]:
+        """Each photo aligned with its closest references of the brand (None without views or features)."""
+        if views is None or self.reference_features is None:
+            return [None] * len(own)
+        candidates = [[int(r) for r in hits.ids[: self.alignment.candidates]] for hits in own]
+        features = self.reference_features(sorted({r for ids in candidates for r in ids}))
+        return [verify(view, {r: features[r] for r in ids if r in features}, self.alignment) for view, ids in zip(views, candidates)]
+
+    def _verified(self, i: int, photos: Embeddings, brand: str, searches: _Searches, anomaly: float | None,
+                  verification: Verification | None) -> PhotoEvidence:
         own, other = searches.own[i], searches.others[i]
         brand_sim = float(own.similarities[0])
         other_sim = float(other.similarities[0]) if len(other.ids) else None
@@ -118,8 +139,15 @@ class Scorer:
             predicted, predicted_sim = self.index.brand_of(int(other.ids[0])), other_sim
         if self.calibration.low_similarity is not None and brand_sim < self.calibration.low_similarity:
             flags.append("low_similarity")
+        aligned = verification is not None and verification.aligned
+        if verification is not None:
+            signals.update(verification.signals)
+            if not aligned:
+                flags.append("unaligned")
+            elif self.calibration.high_block_peak is not None and signals["aligned_block_peak"] > self.calibration.high_block_peak:
+                flags.append("local_difference")
         return PhotoEvidence(i, signals, predicted, predicted_sim, sorted(nearest, key=lambda pair: -pair[1]), flags,
-                             self.calibration.fuse(signals))
+                             self.calibration.fuse(signals, aligned=aligned), verification)
 
     def _signals(self, own: Hits, other_sim: float | None, head_logit: float | None, anomaly: float | None) -> dict[str, float]:
         brand_sim = float(own.similarities[0])
@@ -129,7 +157,7 @@ class Scorer:
                    "brand_topk_similarity": float(np.mean(own.similarities[: self.calibration.top_k]))}
         if impostor is not None:
             signals.update(other_brand_similarity=impostor, brand_margin=brand_sim - impostor)
-        elif OTHER_BRAND_SIGNALS & set(self.calibration.features):
+        elif OTHER_BRAND_SIGNALS & self.calibration.signals:
             raise InvalidInputError("the gallery holds a single brand and the calibration gives no "
                                     "default_other_similarity to compare with")
         if head_logit is not None:
@@ -153,9 +181,18 @@ class Scorer:
             if "local_mismatch" in e.flags:
                 reasons.append(f"photo {e.index}: parts of the closest {brand} references find no match in it "
                                f"(patch anomaly {e.signals['patch_anomaly']:.2f})")
+            if "unaligned" in e.flags:
+                reasons.append(f"photo {e.index} could not be aligned with the closest {brand} references "
+                               f"({e.verification.failure}); its score rests on the embedding signals alone")
+            suspicious = e.counterfeit_score >= self.calibration.suspicious_threshold
+            localised = e.verification is not None and e.verification.aligned and ("local_difference" in e.flags or suspicious)
+            if localised:
+                v = e.verification
+                reasons.append(f"photo {e.index}: {v.region} differs in {v.difference} from reference {v.reference_id} "
+                               f"(block score {v.signals['aligned_block_peak']:.2f} above the photo's median)")
             if "single_brand_gallery" in e.flags:
                 reasons.append(f"photo {e.index}: the gallery holds no other brand to compare with, so this check is weaker")
-            if not EXPLAINED_FLAGS & set(e.flags) and e.counterfeit_score >= self.calibration.suspicious_threshold:
+            if not EXPLAINED_FLAGS & set(e.flags) and not localised and suspicious:
                 reasons.append(f"photo {e.index} differs from the closest {brand} references (similarity {sim:.2f})")
         if verdict == GENUINE:
             if any(EXPLAINED_FLAGS & set(e.flags) for e in scored):

@@ -30,9 +30,22 @@ SIGNALS: dict[str, Signal] = {s.name: s for s in (
     Signal("head_logit", "logit of the model's genuine-versus-counterfeit head", +1, requires="head"),
     Signal("patch_anomaly", "attention-weighted share of the closest references' parts with no match in the photo", +1,
            requires="patch_head"),
+    # aligned verification (detector.alignment): the photo against its best-aligned reference of the claimed brand
+    Signal("align_inliers", "log(1 + geometric inliers) of the homography onto the best-aligned reference", -1),
+    Signal("align_inlier_ratio", "share of ratio-test matches that are geometric inliers", -1),
+    Signal("aligned_colour_diff", "median block colour difference (Lab dE) after lighting normalisation", +1),
+    Signal("aligned_structure_diff", "mean block structure difference (1 - NCC of lightness)", +1),
+    Signal("aligned_block_peak", "the most different block's score above the photo's median block", +1),
+    Signal("placement_shift", "how far the label sits from where the product's geometry puts it (share of the diagonal)", +1),
+    Signal("label_mismatch", "1 - NCC of the label against the reference's, at its best local position", +1),
+    Signal("detail_loss", "fine detail (high-frequency energy) lost in the photo's weakest blocks against its median", +1),
 )}
 # Signals that compare with another brand: a single-brand gallery needs the calibration's stand-in.
 OTHER_BRAND_SIGNALS = frozenset({"other_brand_similarity", "brand_margin"})
+# Signals of aligned verification: only a calibration's aligned fusion may use them (a photo that is
+# not aligned, or a check without alignment, is scored by the embedding fusion alone).
+ALIGNMENT_SIGNALS = frozenset({"align_inliers", "align_inlier_ratio", "aligned_colour_diff", "aligned_structure_diff",
+                               "aligned_block_peak", "placement_shift", "label_mismatch", "detail_loss"})
 
 
 def signal(name: str) -> Signal:

@@ -44,7 +44,7 @@ def test_brand_reference_check_workflow(tmp_path, photos):
     assert [(b["brand"], b["reference_count"]) for b in brands] == [("acme", 3), ("zenit", 3)]
 
     result = json.loads(cfd("check", "--brand", "acme", "--listing-id", "X", str(photos / "listing.png"), data_dir=data).stdout)
-    assert result["listing_id"] == "X" and result["images"][0]["flags"] == ["brand_mismatch"]
+    assert result["listing_id"] == "X" and result["images"][0]["flags"] == ["brand_mismatch", "unaligned"]
 
     listed = json.loads(cfd("references", "list", "acme", "--limit", "2", data_dir=data).stdout)
     assert len(listed["references"]) == 2 and listed["next"] == listed["references"][-1]["id"]

@@ -21,7 +21,7 @@ def test_genuine_scores_below_other_brand(detector):
     assert genuine.listing_id == "L1" and genuine.brand == "acme"
     assert 0.0 <= genuine.counterfeit_score < fake.counterfeit_score <= 1.0
     assert genuine.verdict in ("genuine", "suspicious")
-    assert fake.images[0].flags == ["brand_mismatch"]
+    assert fake.images[0].flags == ["brand_mismatch", "unaligned"]  # another product: it cannot align either
     assert fake.images[0].predicted_brand == "zenit"
     assert any("looks like zenit, not acme" in r for r in fake.reasons)
     assert fake.verdict in ("suspicious", "counterfeit")
@@ -31,7 +31,10 @@ def test_result_shape(detector, zero_shot):
     result = detector.check(_listing("acme", [0]), brand="acme").model_dump()
     assert result["model"] == {"name": zero_shot.name, "version": zero_shot.version}
     image = result["images"][0]
-    assert set(image) == {"index", "counterfeit_score", "brand_similarity", "predicted_brand", "nearest_references", "flags"}
+    assert set(image) == {"index", "counterfeit_score", "brand_similarity", "predicted_brand", "nearest_references", "flags",
+                          "alignment"}
+    assert set(image["alignment"]) == {"aligned", "reference_id", "inliers", "inlier_ratio", "failure", "heatmap",
+                                       "suspicious_box", "region", "difference"}
     nearest = image["nearest_references"]
     assert nearest and all(n["brand"] == "acme" for n in nearest)
     assert [n["similarity"] for n in nearest] == sorted((n["similarity"] for n in nearest), reverse=True)

@@ -12,6 +12,8 @@ import pytest
 
 from detector.blobs import BlobStore
 from detector.datalock import DataDirLock
+from detector.alignment.recipe import DEFAULT_RECIPE
+from detector.alignment.store import FEATURES_DIR, FeatureStore
 from detector.gallery import IMAGES_DIR, remove_orphans
 from detector.store import DB_FILE, Store
 from tests.service.helpers import CFD, Server, auth, make_keys, photo_files
@@ -22,13 +24,16 @@ import sys, time
 from pathlib import Path
 from detector.blobs import BlobStore
 from detector.datalock import DataDirLock
+from detector.alignment.recipe import DEFAULT_RECIPE
+from detector.alignment.store import FEATURES_DIR, FeatureStore
 from detector.gallery import IMAGES_DIR, remove_orphans
 from detector.store import DB_FILE, Store
 data = Path(sys.argv[1])
 store, blobs, lock = Store(data / DB_FILE), BlobStore(data / IMAGES_DIR), DataDirLock(data)
+features = FeatureStore(data / FEATURES_DIR, DEFAULT_RECIPE)
 deadline = time.monotonic() + float(sys.argv[2])
 while time.monotonic() < deadline:
-    remove_orphans(store, blobs, lock)
+    remove_orphans(store, blobs, lock, features)
     time.sleep(0.02)
 """
 
@@ -217,7 +222,7 @@ def test_temporary_files_of_a_killed_writer_are_removed(tmp_path):
     leftover = tmp_path / IMAGES_DIR / "ab" / ".abcdef.tmp"
     leftover.write_bytes(b"half written")
     store = Store(tmp_path / DB_FILE)
-    remove_orphans(store, blobs, DataDirLock(tmp_path))
+    remove_orphans(store, blobs, DataDirLock(tmp_path), FeatureStore(tmp_path / FEATURES_DIR, DEFAULT_RECIPE))
     store.close()
     assert not leftover.exists()
 
