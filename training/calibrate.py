@@ -17,8 +17,8 @@ import numpy as np
 from detector.evaluation.metrics import threshold_at_fpr
 from detector.errors import InvalidInputError
 from detector.fsutil import atomic_write_bytes
-from detector.model_folder import (REQUIRED_FILES, WEIGHTS_FILE, Calibration, LoadedModel, default_model_path,
-                                   load_model)
+from detector.model_folder import (REQUIRED_FILES, WEIGHTS_FILE, Calibration, Fusion, LoadedModel,
+                                   default_model_path, load_model)
 from detector.signals import signal
 
 
@@ -60,33 +60,53 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iterations: 
     return weights, float(bias)
 
 
-def fit_calibration(rows: list[dict[str, Any]], features: list[str], *, suspicious_fpr: float = 0.05,
-                    counterfeit_fpr: float = 0.01, top_k: int = 3, aggregation: str = "max", notes: str = "") -> Calibration:
+def fit_fusion(rows: list[dict[str, Any]], features: list[str]) -> Fusion:
+    """A class-balanced, sign-constrained logistic fusion of ``features`` on ``rows``."""
     x = np.array([[float(r[f]) for f in features] for r in rows])
     y = np.array([int(r["label"]) for r in rows])
-    signs = np.array([signal(f).sign for f in features])
-    weights, bias = fit_logistic(x, y, signs=signs)
-    fitted = Calibration(features=tuple(features), weights=tuple(float(w) for w in weights), bias=bias,
-                         suspicious_threshold=0.0, counterfeit_threshold=0.0)
-    # thresholds are set on exactly the score the service computes
-    scores = np.array([fitted.fuse(r) for r in rows])
-    suspicious = threshold_at_fpr(y, scores, suspicious_fpr)
-    counterfeit = max(suspicious, threshold_at_fpr(y, scores, counterfeit_fpr))
+    weights, bias = fit_logistic(x, y, signs=np.array([signal(f).sign for f in features]))
+    return Fusion(tuple(features), tuple(round(float(w), 6) for w in weights), round(bias, 6))
+
+
+def fit_calibration(rows: list[dict[str, Any]], features: list[str], *, aligned_features: list[str] | None = None,
+                    suspicious_fpr: float = 0.05, counterfeit_fpr: float = 0.01, top_k: int = 3,
+                    aggregation: str = "max", notes: str = "") -> Calibration:
+    """The embedding fusion is fitted on every row; the aligned fusion (``aligned_features``) on the
+    rows whose photo aligned, which it will score. Thresholds come from both, as a check uses them."""
+    embedding = fit_fusion(rows, features)
+    aligned_rows = [r for r in rows if r.get("aligned")]
+    aligned = None
+    if aligned_features:
+        if len({int(r["label"]) for r in aligned_rows}) < 2:
+            raise InvalidInputError("no aligned fusion: the aligned photos are not both genuine and counterfeit")
+        aligned = fit_fusion(aligned_rows, aligned_features)
     genuine = [r for r in rows if int(r["label"]) == 0]
-    high_patch_anomaly = None
+    high_patch_anomaly = high_block_peak = None
     if "patch_anomaly" in features:
         # informational flag: above the 95th percentile of genuine photos' patch anomaly
         high_patch_anomaly = round(float(np.percentile([float(r["patch_anomaly"]) for r in genuine], 95)), 6)
+    if aligned is not None:
+        # informational flag: a block standing out more than in 95% of aligned genuine photos
+        high_block_peak = round(float(np.percentile([float(r["aligned_block_peak"]) for r in aligned_rows
+                                                     if int(r["label"]) == 0], 95)), 6)
+    fitted = Calibration(features=embedding.features, weights=embedding.weights, bias=embedding.bias,
+                         suspicious_threshold=0.0, counterfeit_threshold=0.0, aligned=aligned)
+    # thresholds are set on exactly the score the service computes
+    y = np.array([int(r["label"]) for r in rows])
+    scores = np.array([fitted.fuse(r, aligned=bool(r.get("aligned"))) for r in rows])
+    suspicious = threshold_at_fpr(y, scores, suspicious_fpr)
+    counterfeit = max(suspicious, threshold_at_fpr(y, scores, counterfeit_fpr))
     return Calibration(
-        features=tuple(features), weights=tuple(round(float(w), 6) for w in weights), bias=round(bias, 6),
+        features=embedding.features, weights=embedding.weights, bias=embedding.bias,
         suspicious_threshold=_round_up(suspicious), counterfeit_threshold=_round_up(counterfeit),
         top_k=top_k, aggregation=aggregation, notes=notes,
         # stands in for the best other-brand match when a gallery holds a single brand
         default_other_similarity=round(float(np.median([float(r["other_brand_similarity"]) for r in genuine])), 6),
         # informational flag: below the 1st percentile of genuine photos' similarity
         low_similarity=round(float(np.percentile([float(r["brand_similarity"]) for r in genuine], 1)), 6),
-        high_patch_anomaly=high_patch_anomaly,
-        extra={"suspicious_fpr_target": suspicious_fpr, "counterfeit_fpr_target": counterfeit_fpr, "fitted_on": len(rows)},
+        high_patch_anomaly=high_patch_anomaly, high_block_peak=high_block_peak, aligned=aligned,
+        extra={"suspicious_fpr_target": suspicious_fpr, "counterfeit_fpr_target": counterfeit_fpr, "fitted_on": len(rows),
+               **({"aligned_fitted_on": len(aligned_rows)} if aligned is not None else {})},
     )
 
 

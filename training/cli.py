@@ -29,9 +29,11 @@ def cmd_calibrate(args) -> None:
     from training.calibrate import fit_calibration, write_calibrated_model
 
     model = load_model_from_args(args)
-    rows = evaluate_rows(args.data, model)
-    calibration = fit_calibration(rows, args.features.split(","), suspicious_fpr=args.suspicious_fpr,
-                                  counterfeit_fpr=args.counterfeit_fpr, notes=args.notes or f"fitted on {args.data}")
+    aligned = args.aligned_features.split(",") if args.aligned_features else None
+    rows = evaluate_rows(args.data, model, align=aligned is not None)
+    calibration = fit_calibration(rows, args.features.split(","), aligned_features=aligned,
+                                  suspicious_fpr=args.suspicious_fpr, counterfeit_fpr=args.counterfeit_fpr,
+                                  notes=args.notes or f"fitted on {args.data}")
     if args.out:
         print(f"wrote the model folder {write_calibrated_model(model, calibration, args.out)}", file=sys.stderr)
     print(json.dumps(calibration.to_dict(), indent=2))
@@ -45,6 +47,8 @@ def cmd_train(args) -> None:
 
 def register(commands) -> None:
     """Adds the training commands to ``cfd``'s sub-command registry."""
+    from training.synth.generate import SynthConfig
+
     data = add_group(commands, "data", "datasets")
     p = add_command(data, "synth", cmd_data_synth, "generate the synthetic product-photo benchmark "
                     "(deterministic synthetic brands, genuine and counterfeit listing photos)", data_dir=False, model=False)
@@ -54,13 +58,15 @@ def register(commands) -> None:
     p.add_argument("--references", type=int, default=8, help="studio reference shots per brand")
     p.add_argument("--genuine", type=int, default=16, help="genuine listing photos per brand")
     p.add_argument("--per-severity", type=int, default=1, help="counterfeit photos per kind and severity")
-    p.add_argument("--size", type=int, default=256, help="image side in pixels")
+    p.add_argument("--size", type=int, default=SynthConfig().size, help="image side in pixels")
     p.add_argument("--contact-sheet", action="store_true", help="also write contact_sheet.png")
 
     p = add_command(commands, "calibrate", cmd_calibrate, "fit a model's score fusion and thresholds on a dataset "
                     "(logistic fusion, thresholds at target FPRs)", data_dir=False)
     p.add_argument("--data", required=True)
-    p.add_argument("--features", default="brand_similarity,brand_margin")
+    p.add_argument("--features", default="brand_similarity,brand_margin", help="the embedding fusion's signals")
+    p.add_argument("--aligned-features", default=None, metavar="SIGNALS",
+                   help="the aligned fusion's signals, for photos that align with a reference (default: none, no aligned fusion)")
     p.add_argument("--suspicious-fpr", type=float, default=0.05)
     p.add_argument("--counterfeit-fpr", type=float, default=0.01)
     p.add_argument("--out", default=None, metavar="FOLDER",
