@@ -21,7 +21,11 @@ from training.synth.defects import KINDS, SEVERITIES, counterfeit_look
 from training.synth.photo import phone_photo, studio_shot
 from training.synth.render import render_product
 
-RENDER_SIZE = 320
+RENDER_SIZE = 320  # at least; larger photos render the item at their own size, so detail is real, not upscaled
+# Manufacturing tolerance: every item (reference, genuine or counterfeit) places and sizes its logo
+# a little differently, so aligned comparison must tolerate genuine variation, not find pixel-identical copies.
+LOGO_OFFSET_SD = 0.004  # product widths
+LOGO_SCALE_SD = 0.015
 MANIFEST_FIELDS = ("path", "brand", "split", "role", "kind", "severity", "colourway", "product_type", "seed")
 ROLE_IDS = {"references": 0, "genuine": 1, "counterfeit": 2}
 
@@ -33,7 +37,7 @@ class SynthConfig:
     references: int = 8
     genuine: int = 16
     per_severity: int = 1  # counterfeit photos per kind and severity
-    size: int = 256
+    size: int = 512
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train / val / test brands
 
 
@@ -68,6 +72,11 @@ def _brand_jobs(b: int, brand: Brand, config: SynthConfig):
                 k += 1
 
 
+def _tolerance(look, rng: np.random.Generator):
+    return look.with_(logo_dx=look.logo_dx + rng.normal(0, LOGO_OFFSET_SD), logo_dy=look.logo_dy + rng.normal(0, LOGO_OFFSET_SD),
+                      logo_scale=look.logo_scale * float(np.exp(rng.normal(0, LOGO_SCALE_SD))))
+
+
 def generate(out: str | Path, config: SynthConfig = SynthConfig(), *, contact_sheet: bool = False) -> list[dict]:
     out = Path(out)
     brands = make_brands(config)
@@ -84,7 +93,7 @@ def generate(out: str | Path, config: SynthConfig = SynthConfig(), *, contact_sh
                 else:
                     look = brand.look(colourway)
                     folder = f"{brand.slug}/{role}"
-                product = render_product(look, RENDER_SIZE, rng)
+                product = render_product(_tolerance(look, rng), max(RENDER_SIZE, config.size), rng)
                 data = studio_shot(product, rng, config.size) if role == "references" else phone_photo(product, rng, config.size)
                 relative = f"{folder}/{role[:3]}_{k:03d}.jpg"
                 atomic_write_bytes(out / relative, data)

@@ -24,6 +24,11 @@ def studio_shot(product: Image.Image, rng: np.random.Generator, size: int) -> by
     canvas = Image.new("RGB", (size, size), (grey, grey, grey))
     scale = rng.uniform(0.85, 0.95)
     item = product.resize((int(size * scale), int(size * scale)), Image.Resampling.LANCZOS)
+    # references come from several angles: a mild perspective, a small turn
+    j = item.width * rng.uniform(0.0, 0.06)
+    corners = [(0, 0), (item.width, 0), (item.width, item.height), (0, item.height)]
+    moved = [(x + rng.uniform(-j, j), y + rng.uniform(-j, j)) for x, y in corners]
+    item = item.transform(item.size, Image.Transform.PERSPECTIVE, _perspective_coeffs(corners, moved), Image.Resampling.BICUBIC)
     item = item.rotate(rng.uniform(-4, 4), resample=Image.Resampling.BICUBIC, expand=False)
     shadow = Image.new("RGBA", item.size, (0, 0, 0, 0))
     shadow.putalpha(item.getchannel("A").point(lambda a: a * 0.25).filter(ImageFilter.GaussianBlur(size / 60)))
