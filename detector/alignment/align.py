@@ -30,8 +30,7 @@ class Alignment:
 def align(photo: View, reference: View, recipe: AlignmentRecipe) -> Alignment:
     if len(photo.points) < 4 or len(reference.points) < 4:
         return Alignment(None, 0, 0)
-    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(photo.descriptors.astype(np.float32),
-                                                reference.descriptors.astype(np.float32), k=2)
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(photo.float_descriptors, reference.float_descriptors, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < recipe.ratio * p[1].distance]
     if len(good) < 4:
         return Alignment(None, 0, len(good))

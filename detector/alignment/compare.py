@@ -28,6 +28,7 @@ _GAIN_RANGE = (0.6, 1.6)  # white-balance gains beyond these are a different col
 _SEARCH = 0.25  # the label is searched within this share of its size around where the geometry puts it
 _RIM = 0.04  # share of the product's diagonal left out along its outline (misregistration, the reference's shadow)
 _EPS = 0.02
+_CROP_MARGIN = 0.12  # share of the product's longer side kept around it
 
 
 @dataclass(frozen=True)
@@ -42,21 +43,28 @@ class Comparison:
 
 def compare(photo: View, reference: ReferenceFeatures, homography: np.ndarray, recipe: AlignmentRecipe) -> Comparison | None:
     """None when the warped photo covers too little of the reference's product."""
-    h, w = reference.mask.shape
-    warped = cv2.warpPerspective(photo.bgr, homography, (w, h), flags=cv2.INTER_LINEAR)
-    seen = cv2.warpPerspective(np.full(photo.shape, 255, np.uint8), homography, (w, h), flags=cv2.INTER_NEAREST)
-    seen = cv2.erode(seen, np.ones((5, 5), np.uint8)) > 0
     box = bounding_box(reference.mask)
+    # Everything happens in a crop around the product (with room for the label search and shifts).
+    h, w = reference.mask.shape
+    margin = int(_CROP_MARGIN * max(box[2] - box[0], box[3] - box[1])) + 8
+    cx0, cy0, cx1, cy1 = max(0, box[0] - margin), max(0, box[1] - margin), min(w, box[2] + margin), min(h, box[3] + margin)
+    to_crop = np.array([[1, 0, -cx0], [0, 1, -cy0], [0, 0, 1]], np.float64) @ homography
+    size = (cx1 - cx0, cy1 - cy0)
+    warped = cv2.warpPerspective(photo.bgr, to_crop, size, flags=cv2.INTER_LINEAR)
+    seen = cv2.warpPerspective(np.full(photo.shape, 255, np.uint8), to_crop, size, flags=cv2.INTER_NEAREST)
+    seen = cv2.erode(seen, np.ones((5, 5), np.uint8)) > 0
+    mask = reference.mask[cy0:cy1, cx0:cx1]
     rim = max(3, int(_RIM * np.hypot(box[2] - box[0], box[3] - box[1]))) | 1
-    region = cv2.erode(reference.mask.astype(np.uint8), np.ones((rim, rim), np.uint8)).astype(bool) & seen
-    coverage = float(region.sum()) / max(1, int(reference.mask.sum()))
+    region = cv2.erode(mask.astype(np.uint8), np.ones((rim, rim), np.uint8)).astype(bool) & seen
+    coverage = float(region.sum()) / max(1, int(mask.sum()))
     if coverage < recipe.min_coverage:
         return None
-    ref = reference.view.bgr.astype(np.float32) / 255
+    ref = reference.view.bgr[cy0:cy1, cx0:cx1].astype(np.float32) / 255
     photo_lin = _normalise(warped.astype(np.float32) / 255, ref, region)
     lab_p = cv2.cvtColor(cv2.GaussianBlur(photo_lin, (0, 0), recipe.blur_sigma), cv2.COLOR_BGR2LAB)
     lab_r = cv2.cvtColor(cv2.GaussianBlur(ref, (0, 0), recipe.blur_sigma), cv2.COLOR_BGR2LAB)
-    edges = _block_edges(box, recipe.grid)
+    local_box = (box[0] - cx0, box[1] - cy0, box[2] - cx0, box[3] - cy0)
+    edges = _block_edges(local_box, recipe.grid)
     colour = _block_means(_tolerant_delta_e(lab_p, lab_r, recipe.shift_px), region, edges)
     structure = _block_structure(lab_p[..., 0], lab_r[..., 0], region, edges, recipe.shift_px)
     detail = _block_detail(photo_lin, ref, region, edges)
@@ -65,7 +73,8 @@ def compare(photo: View, reference: ReferenceFeatures, homography: np.ndarray, r
     if len(valid) < 4:
         return None
     logs = detail[~np.isnan(detail)]
-    shift, label_ncc = _label_shift(lab_p[..., 0], lab_r[..., 0], reference.label, box)
+    lx0, ly0, lx1, ly1 = reference.label
+    shift, label_ncc = _label_shift(lab_p[..., 0], lab_r[..., 0], (lx0 - cx0, ly0 - cy0, lx1 - cx0, ly1 - cy0), local_box)
     signals = {
         "aligned_colour_diff": float(np.nanmedian(colour)),
         "aligned_structure_diff": float(np.nanmean(structure)) if not np.isnan(structure).all() else 0.0,
@@ -109,7 +118,12 @@ def _shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 def _tolerant_delta_e(lab_p: np.ndarray, lab_r: np.ndarray, px: int) -> np.ndarray:
     """Per pixel, the smallest dE between the photo and the reference shifted by up to ``px``."""
-    return np.min([np.linalg.norm(lab_p - _shifted(lab_r, dy, dx), axis=2) for dy, dx in _shifts(px)], axis=0)
+    best = None
+    for dy, dx in _shifts(px):
+        difference = lab_p - _shifted(lab_r, dy, dx)
+        squared = np.einsum("ijk,ijk->ij", difference, difference)
+        best = squared if best is None else np.minimum(best, squared, out=best)
+    return np.sqrt(best)
 
 
 def _block_edges(box, grid: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -30,6 +31,11 @@ class View:
     points: np.ndarray  # (n, 2) float32, working-resolution pixel coordinates
     descriptors: np.ndarray  # (n, 128) uint8
     scale: float
+
+    @cached_property
+    def float_descriptors(self) -> np.ndarray:
+        """The descriptors as the matcher takes them (converted once per view)."""
+        return self.descriptors.astype(np.float32)
 
     @property
     def original_size(self) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 class AlignmentRecipe:
     # Stored reference features depend on these four: a change recomputes them from the originals.
     max_side: int = 640  # working resolution: the longer side, in pixels (photos are never upscaled)
-    max_keypoints: int = 2000
+    max_keypoints: int = 1000
     contrast_threshold: float = 0.01  # SIFT's; low, because products are often plain and their detail faint
     features_version: int = 1
     # Matching and geometry.
@@ -19,8 +19,10 @@ class AlignmentRecipe:
     ratio: float = 0.8  # Lowe's ratio test
     ransac_px: float = 4.0  # MAGSAC inlier threshold, in working-resolution pixels
     min_inliers: int = 8  # fewer geometric inliers: the photo is not aligned (another product scores 0-2)
-    refine_side: int = 320  # the dense (ECC) refinement of the homography runs at this longer side
-    refine_iterations: int = 30
+    refine_side: int = 256  # the dense (ECC) refinement of the homography runs at this longer side
+    refine_iterations: int = 20
+    compared: int = 2  # aligned references compared at most (the most inliers first)
+    compared_inliers: float = 0.5  # ... and only those with at least this share of the best one's inliers
     min_coverage: float = 0.3  # share of the reference's product region the warped photo must cover
     # Comparison in the reference's frame.
     grid: int = 8  # blocks per side of the product's bounding box

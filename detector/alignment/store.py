@@ -27,11 +27,11 @@ _SUFFIX = ".npz"
 
 
 class FeatureStore:
-    def __init__(self, root: Path, recipe: AlignmentRecipe, *, cache_size: int = 256):
+    def __init__(self, root: Path, recipe: AlignmentRecipe, *, cache_size: int = 64):
         self.parent = Path(root)
         self.root = self.parent / recipe.features_fingerprint
         self.recipe = recipe
-        self._cache: OrderedDict[str, ReferenceFeatures] = OrderedDict()  # about 0.3 MB each
+        self._cache: OrderedDict[str, ReferenceFeatures] = OrderedDict()  # up to about 2 MB each at 640 px
         self._cache_size = cache_size
         self._lock = threading.Lock()
 

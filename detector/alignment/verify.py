@@ -1,6 +1,6 @@
-"""One photo verified against the claimed brand's candidate references: each that aligns (enough
-geometric inliers) is compared in its own frame and the closest comparison counts; it gives the
-signals, a heatmap in the photo's coordinates, the most suspicious region's box and its name."""
+"""One photo verified against the claimed brand's candidate references: the best-aligned ones (most
+geometric inliers) are compared in their own frames and the closest comparison counts; it gives
+the signals, a heatmap in the photo's coordinates, the most suspicious region's box and its name."""
 
 from __future__ import annotations
 
@@ -50,12 +50,13 @@ def verify(photo: View, candidates: dict[int, ReferenceFeatures], recipe: Alignm
     if best.homography is None or best.inliers < recipe.min_inliers:
         return Verification(best_id, best.inliers, best.inlier_ratio, None,
                             f"{best.inliers} geometric inliers with the best reference, {recipe.min_inliers} needed")
-    # Every reference that aligns is compared; the photo is judged against the one it resembles most
+    # The best-aligned references are compared; the photo is judged against the one it resembles most
     # (a brand's colourways share one geometry, so inliers alone cannot tell which one was photographed).
+    contenders = sorted((item for item in tried.items() if item[1].homography is not None
+                         and item[1].inliers >= max(recipe.min_inliers, recipe.compared_inliers * best.inliers)),
+                        key=lambda item: -item[1].inliers)[: recipe.compared]
     compared = []
-    for rid, alignment in tried.items():
-        if alignment.homography is None or alignment.inliers < recipe.min_inliers:
-            continue
+    for rid, alignment in contenders:
         refined = Alignment(refine(photo, candidates[rid].view.bgr, candidates[rid].mask, alignment.homography, recipe),
                             alignment.inliers, alignment.matches)
         comparison = compare(photo, candidates[rid], refined.homography, recipe)
