@@ -143,3 +143,27 @@ def test_every_response_has_a_request_id(service):
     response = client.get("/healthz", headers={"X-Request-ID": "abc123"})
     assert response.headers["X-Request-ID"] == "abc123"
     assert len(client.get("/healthz").headers["X-Request-ID"]) == 16
+
+
+def test_check_result_carries_each_photos_alignment(service):
+    from tests.alignment_scenes import listing_photo, studio_product
+    from tests.synthetic import encode
+
+    client, keys = service
+    admin = auth(keys["admin"])
+    assert client.post("/v1/brands", headers=admin, json={"brand": "studio-scene"}).status_code == 201
+    try:
+        reference = encode(studio_product(), "JPEG", quality=92)
+        assert client.post("/v1/brands/studio-scene/references", headers=admin, files=photo_files(reference)).status_code == 201
+        photo, _ = listing_photo(studio_product(tampered=True), 4)
+        response = client.post("/v1/check", headers=auth(keys["pipeline"]), data={"brand": "studio-scene"},
+                               files=photo_files(encode(photo, "JPEG", quality=92)))
+        assert response.status_code == 200
+        alignment = response.json()["images"][0]["alignment"]
+        assert alignment["aligned"] and alignment["inliers"] >= 8 and alignment["failure"] is None
+        assert len(alignment["heatmap"]) == 12 and all(0.0 <= v <= 1.0 for row in alignment["heatmap"] for v in row)
+        x0, y0, x1, y1 = alignment["suspicious_box"]
+        assert 0 <= x0 < x1 <= photo.width and 0 <= y0 < y1 <= photo.height
+        assert alignment["region"] and alignment["difference"] in ("colour", "structure")
+    finally:
+        client.delete("/v1/brands/studio-scene", headers=admin)
