@@ -4,7 +4,7 @@
         --real ../shared/datasets/grocery-store --out docs/results/aligned-verification [--model-out FOLDER]
 
 1. Every photo of the three datasets is scored by the shipped model with alignment (rows cached in
-   ``--out``, reused with ``--reuse``).
+   ``--rows``, reused with ``--reuse``).
 2. Signals are selected (``training.signal_selection``): fitted on the calibration set's train
    brands, judged on its other brands and on the real set.
 3. The calibration is refitted on the whole calibration set with the chosen signals.
@@ -28,13 +28,13 @@ from detector.evaluation.metrics import paired_auc_difference, roc_auc, tpr_at_f
 from detector.evaluation.run import evaluate_rows
 from detector.fsutil import atomic_write_bytes
 from detector.model_folder import load_model
-from detector.signals import ALIGNMENT_SIGNALS
+from detector.signals import ALIGNMENT_SIGNALS, signal
 from training.calibrate import fit_calibration, write_calibrated_model
 from training.signal_selection import select_aligned_signals
 
 
-def _rows(name: str, data: Path, model, out: Path, reuse: bool) -> list[dict[str, Any]]:
-    cached = out / f"rows-{name}.json"
+def _rows(name: str, data: Path, model, folder: Path, reuse: bool) -> list[dict[str, Any]]:
+    cached = folder / f"rows-{name}.json"
     if reuse and cached.is_file():
         return json.loads(cached.read_text())
     rows = evaluate_rows(data, model, align=True)
@@ -57,6 +57,20 @@ def _compare(rows: list[dict], before: list[float], after: list[float], keep) ->
     }
 
 
+def aligned_signal_aucs(rows: list[dict]) -> dict[str, dict[str, float | None]]:
+    """Each alignment signal alone on the aligned photos (oriented: higher means counterfeit), per kind."""
+    aligned = [r for r in rows if r["aligned"]]
+    kinds = sorted({r["kind"] for r in aligned if r["label"] == 1})
+    out = {}
+    for name in sorted(ALIGNMENT_SIGNALS):
+        per = {}
+        for kind in ["all", *kinds]:
+            chosen = [r for r in aligned if r["label"] == 0 or kind == "all" or r["kind"] == kind]
+            per[kind] = roc_auc([r["label"] for r in chosen], [signal(name).oriented(r[name]) for r in chosen])
+        out[name] = per
+    return out
+
+
 def measure(rows: list[dict], before_calibration, after_calibration) -> dict[str, Any]:
     before = [before_calibration.fuse(r) for r in rows]
     after = [after_calibration.fuse(r, aligned=bool(r["aligned"])) for r in rows]
@@ -70,12 +84,20 @@ def measure(rows: list[dict], before_calibration, after_calibration) -> dict[str
         "per_kind": {k: _compare(rows, before, after, lambda r, k=k: r["kind"] == k) for k in kinds},
         "per_severity_subtle_kinds": {s: _compare(rows, before, after, lambda r, s=s: r["severity"] == s
                                                   and r["kind"] != "other_brand") for s in severities},
+        "aligned_signal_roc_auc": aligned_signal_aucs(rows),
     }
 
 
 def _markdown(report: dict[str, Any]) -> str:
+    selection = report["selection"]
     lines = ["# Aligned verification: shipped calibration (before) against the refitted one (after)", "",
-             f"Chosen alignment signals: {report['selection']['chosen'] or 'none'}", ""]
+             f"Chosen alignment signals: {selection['chosen'] or 'none'}. Selection (fitted on "
+             f"{selection['fit_photos']} photos of the calibration set's train brands; ROC-AUC on its other brands' "
+             f"{selection['held_out_photos']} photos / on the real set):", "",
+             f"- embedding fusion alone: {_num(selection['baseline']['held_out'])} / {_num(selection['baseline']['real'])}"]
+    lines += [f"- with {', '.join([*step['with'], name])}: {_num(f['held_out'])} / {_num(f['real'])}"
+              for step in selection["steps"] for name, f in step["tried"].items()]
+    lines.append("")
     for name in ("benchmark", "real"):
         result = report[name]
         lines += [f"## {name}: {result['data']}", "",
@@ -89,6 +111,11 @@ def _markdown(report: dict[str, Any]) -> str:
             ci = "n/a" if d["difference"] is None else f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
             lines.append(f"| {label} | {g['n_counterfeit']} | {_pct(g['aligned_counterfeit_share'])} | {_num(g['roc_auc_before'])} | "
                          f"{_num(g['roc_auc_after'])} | {ci} | {_num(g['tpr_at_1pct_fpr_before'])} | {_num(g['tpr_at_1pct_fpr_after'])} |")
+        table = result["aligned_signal_roc_auc"]
+        columns = list(next(iter(table.values())))
+        lines += ["", "Each alignment signal alone, on aligned photos only (ROC-AUC):", "",
+                  "| signal | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        lines += [f"| {name} | " + " | ".join(_num(v) for v in per.values()) + " |" for name, per in table.items()]
         lines.append("")
     return "\n".join(lines)
 
@@ -152,7 +179,7 @@ def write_examples(out: Path, rows: list[dict], root: Path, calibration, *, per_
                        {0: reference_features(photo_view(reference, DEFAULT_RECIPE), DEFAULT_RECIPE)}, DEFAULT_RECIPE)
             overlay = Image.open(io.BytesIO(render_heatmap(photo_bytes, v.heatmap, v.box and list(v.box)))) \
                 if v.aligned else load_image(photo_bytes)
-            side = 320
+            side = 256
             tile = Image.new("RGB", (2 * side, side + 34), "white")
             tile.paste(reference.resize((side, side)), (0, 0))
             tile.paste(overlay.resize((side, side)), (side, 0))
@@ -165,7 +192,7 @@ def write_examples(out: Path, rows: list[dict], root: Path, calibration, *, per_
         for i, tile in enumerate(tiles):
             sheet.paste(tile, (0, i * tiles[0].height))
         buffer = io.BytesIO()
-        sheet.save(buffer, "PNG")
+        sheet.save(buffer, "PNG", optimize=True)
         atomic_write_bytes(out / "examples" / f"{kind}.png", buffer.getvalue())
         written.append(kind)
     return written
@@ -178,19 +205,20 @@ def main() -> None:
     parser.add_argument("--real", type=Path, required=True, help="a set of real photos, for selection and measurement")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--model-out", type=Path, default=None, help="write the refitted model folder here")
-    parser.add_argument("--reuse", action="store_true", help="reuse rows cached in --out by an earlier run")
+    parser.add_argument("--rows", type=Path, default=None, help="where the scored rows are cached (default: --out)")
+    parser.add_argument("--reuse", action="store_true", help="reuse rows cached by an earlier run")
     args = parser.parse_args()
     progress.show_progress(True)
     args.out.mkdir(parents=True, exist_ok=True)
     model = load_model()
-    rows = {name: _rows(name, path, model, args.out, args.reuse)
+    rows = {name: _rows(name, path, model, args.rows or args.out, args.reuse)
             for name, path in (("calibration", args.calibration_data), ("benchmark", args.benchmark), ("real", args.real))}
     base = list(model.calibration.features)
     fit = [r for r in rows["calibration"] if r["split"] == "train"]
     held_out = [r for r in rows["calibration"] if r["split"] != "train"]
     selection = select_aligned_signals(fit, held_out, rows["real"], base=base, candidates=sorted(ALIGNMENT_SIGNALS))
     calibration = fit_calibration(
-        rows["calibration"], base, aligned_features=[*base, *selection.chosen] if selection.chosen else None,
+        rows["calibration"], base, aligned_features=selection.chosen or None,
         notes=f"Fitted by: python -m training.aligned_study --calibration-data {args.calibration_data} (all brands); "
               f"alignment signals chosen by forward selection on its val/test brands and {args.real}. "
               "Class-balanced logistic fusions; suspicious at 5% and counterfeit at 1% FPR on its genuine photos.")

@@ -66,7 +66,8 @@ def register(commands) -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--features", default="brand_similarity,brand_margin", help="the embedding fusion's signals")
     p.add_argument("--aligned-features", default=None, metavar="SIGNALS",
-                   help="the aligned fusion's signals, for photos that align with a reference (default: none, no aligned fusion)")
+                   help="alignment signals added to the embedding fusion for photos that align with a reference "
+                        "(default: none, no aligned fusion)")
     p.add_argument("--suspicious-fpr", type=float, default=0.05)
     p.add_argument("--counterfeit-fpr", type=float, default=0.01)
     p.add_argument("--out", default=None, metavar="FOLDER",

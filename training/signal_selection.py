@@ -28,13 +28,13 @@ def listing_auc(calibration, rows: list[dict[str, Any]]) -> float | None:
 
 def select_aligned_signals(fit_rows: list[dict], held_out_rows: list[dict], real_rows: list[dict], *,
                            base: list[str], candidates: list[str]) -> Selection:
-    """Start from the embedding signals ``base``; add, one at a time, the candidate that raises the
+    """Start from the embedding fusion of ``base``; add to it, one at a time, the candidate that raises the
     held-out ROC-AUC most, while it raises it by at least ``MIN_GAIN`` and costs the real set at most
     ``MAX_REAL_LOSS``. With no candidate chosen there is no aligned fusion."""
     chosen: list[str] = []
 
     def figures(extra: list[str]) -> dict[str, float | None]:
-        calibration = fit_calibration(fit_rows, base, aligned_features=[*base, *extra] if extra else None)
+        calibration = fit_calibration(fit_rows, base, aligned_features=extra or None)
         return {"held_out": listing_auc(calibration, held_out_rows), "real": listing_auc(calibration, real_rows)}
 
     current = figures([])

@@ -21,7 +21,7 @@ from detector.alignment.features import ReferenceFeatures, View
 from detector.alignment.mask import bounding_box
 from detector.alignment.recipe import AlignmentRecipe
 
-_MIN_BLOCK_COVER = 0.5  # a block counts when the photo covers at least this share of its product pixels
+_MIN_BLOCK_COVER = 0.5  # a block counts when at least this share of its pixels are compared product pixels
 _FLAT = 2.0  # lightness std below which a block has no structure to compare
 _TRIM = 0.8  # the shading fit keeps this share of best-fitting pixels
 _GAIN_RANGE = (0.6, 1.6)  # white-balance gains beyond these are a different colour, not a different light
@@ -64,6 +64,8 @@ def compare(photo: View, reference: ReferenceFeatures, homography: np.ndarray, r
     lab_p = cv2.cvtColor(cv2.GaussianBlur(photo_lin, (0, 0), recipe.blur_sigma), cv2.COLOR_BGR2LAB)
     lab_r = cv2.cvtColor(cv2.GaussianBlur(ref, (0, 0), recipe.blur_sigma), cv2.COLOR_BGR2LAB)
     local_box = (box[0] - cx0, box[1] - cy0, box[2] - cx0, box[3] - cy0)
+    if min(local_box[2] - local_box[0], local_box[3] - local_box[1]) < 2 * recipe.grid:
+        return None  # a product a few pixels across has no blocks to compare
     edges = _block_edges(local_box, recipe.grid)
     colour = _block_means(_tolerant_delta_e(lab_p, lab_r, recipe.shift_px), region, edges)
     structure = _block_structure(lab_p[..., 0], lab_r[..., 0], region, edges, recipe.shift_px)
@@ -131,53 +133,56 @@ def _block_edges(box, grid: int) -> tuple[np.ndarray, np.ndarray]:
     return np.linspace(y0, y1, grid + 1).round().astype(int), np.linspace(x0, x1, grid + 1).round().astype(int)
 
 
-def _cells(region: np.ndarray, edges):
-    """(i, j, cell slices, inside mask) of each block the photo covers enough."""
+def _block_sums(values: np.ndarray, edges) -> np.ndarray:
+    """Sums of ``values`` over each block of the grid (blocks are at least one pixel: see ``compare``)."""
     ey, ex = edges
-    for i in range(len(ey) - 1):
-        for j in range(len(ex) - 1):
-            cell = (slice(ey[i], ey[i + 1]), slice(ex[j], ex[j + 1]))
-            inside = region[cell]
-            if inside.sum() >= max(16, _MIN_BLOCK_COVER * inside.size):
-                yield i, j, cell, inside
+    inside = values[ey[0]:ey[-1], ex[0]:ex[-1]]
+    return np.add.reduceat(np.add.reduceat(inside, ey[:-1] - ey[0], axis=0), ex[:-1] - ex[0], axis=1).astype(np.float64)
 
 
 def _block_means(values: np.ndarray, region: np.ndarray, edges) -> np.ndarray:
-    grid = len(edges[0]) - 1
-    out = np.full((grid, grid), np.nan)
-    for i, j, cell, inside in _cells(region, edges):
-        out[i, j] = float(values[cell][inside].mean())
-    return out
+    """Mean of ``values`` over each block's covered product pixels (NaN: too few of them)."""
+    covered, counts = _coverage(region, edges)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = _block_sums(values * region, edges) / counts
+    return np.where(covered, means, np.nan)
+
+
+def _coverage(region: np.ndarray, edges) -> tuple[np.ndarray, np.ndarray]:
+    ey, ex = edges
+    counts = _block_sums(region.astype(np.float32), edges)
+    areas = np.outer(np.diff(ey), np.diff(ex))
+    return counts >= np.maximum(16, _MIN_BLOCK_COVER * areas), counts
 
 
 def _block_structure(light_p: np.ndarray, light_r: np.ndarray, region: np.ndarray, edges, px: int) -> np.ndarray:
     """1 - NCC of lightness per textured block, the best over small shifts of the reference."""
-    grid = len(edges[0]) - 1
-    out = np.full((grid, grid), np.nan)
-    shifted = [_shifted(light_r, dy, dx) for dy, dx in _shifts(px)]
-    for i, j, cell, inside in _cells(region, edges):
-        a = light_p[cell][inside]
-        if light_r[cell][inside].std() <= _FLAT:
-            continue
-        best = -1.0
-        for r in shifted:
-            b = r[cell][inside]
-            best = max(best, float(np.mean((a - a.mean()) * (b - b.mean())) / (a.std() * b.std() + 1e-6)))
-        out[i, j] = 1.0 - best
-    return out
+    covered, n = _coverage(region, edges)
+    weight = region.astype(np.float32)
+    a = light_p * weight
+    sa, saa = _block_sums(a, edges), _block_sums(a * light_p, edges)
+    best = np.full(n.shape, -1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var_a = saa / n - (sa / n) ** 2
+        for dy, dx in _shifts(px):
+            r = _shifted(light_r, dy, dx)
+            b = r * weight
+            sb, sbb, sab = _block_sums(b, edges), _block_sums(b * r, edges), _block_sums(a * r, edges)
+            var_b = sbb / n - (sb / n) ** 2
+            if dy == 0 and dx == 0:
+                flat = np.sqrt(np.maximum(var_b, 0)) <= _FLAT
+            ncc = (sab / n - sa * sb / n**2) / (np.sqrt(np.maximum(var_a, 0) * np.maximum(var_b, 0)) + 1e-6)
+            best = np.fmax(best, ncc)
+    return np.where(covered & ~flat, 1.0 - best, np.nan)
 
 
 def _block_detail(photo: np.ndarray, ref: np.ndarray, region: np.ndarray, edges) -> np.ndarray:
     """log of the photo's high-frequency energy over the reference's, per textured block."""
     hf_p = np.abs(cv2.Laplacian(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY), cv2.CV_32F))
     hf_r = np.abs(cv2.Laplacian(cv2.cvtColor(ref, cv2.COLOR_BGR2GRAY), cv2.CV_32F))
-    grid = len(edges[0]) - 1
-    out = np.full((grid, grid), np.nan)
-    for i, j, cell, inside in _cells(region, edges):
-        energy = hf_r[cell][inside].mean()
-        if energy > _FLAT / 255:
-            out[i, j] = float(np.log((hf_p[cell][inside].mean() + 1e-3) / (energy + 1e-3)))
-    return out
+    energy_p, energy_r = _block_means(hf_p, region, edges), _block_means(hf_r, region, edges)
+    with np.errstate(invalid="ignore"):
+        return np.where(energy_r > _FLAT / 255, np.log((energy_p + 1e-3) / (energy_r + 1e-3)), np.nan)
 
 
 def _label_shift(light_p, light_r, label, box) -> tuple[float, float]:
