@@ -30,11 +30,13 @@ def test_calibrate_an_aligned_fusion_and_evaluate_with_it(tmp_path):
         _write(data / "acme" / "counterfeit" / "logo" / f"c{i}.jpg", listing_photo(studio_product(seed=i % 2, tampered=True), 20 + i)[0])
         _write(data / "orbit" / "genuine" / f"g{i}.jpg", listing_photo(other_product(seed=i % 2), 30 + i)[0])
     model = tmp_path / "model"
-    subprocess.run([CFD, "calibrate", "--data", str(data), "--aligned-features", "brand_margin,aligned_block_peak",
+    subprocess.run([CFD, "calibrate", "--data", str(data), "--aligned-features", "aligned_block_peak",
                     "--out", str(model), "-q"], check=True, capture_output=True, text=True, timeout=600)
     calibration = json.loads((model / "calibration.json").read_text())
-    assert calibration["aligned"]["features"] == ["brand_margin", "aligned_block_peak"]
-    assert calibration["aligned"]["weights"][1] > 0  # a block that stands out raises the score
+    # the embedding fusion as it is, plus the alignment signal
+    assert calibration["aligned"]["features"] == [*calibration["features"], "aligned_block_peak"]
+    assert calibration["aligned"]["weights"][:-1] == calibration["weights"]
+    assert calibration["aligned"]["weights"][-1] > 0  # a block that stands out raises the score
     assert calibration["extra"]["aligned_fitted_on"] > 0 and calibration["extra"]["high_block_peak"] > 0
     report = tmp_path / "report"
     out = subprocess.run([CFD, "evaluate", "--data", str(data), "--model", str(model), "--out", str(report), "-q"],
