@@ -26,7 +26,7 @@ class SynthSpec(_Section):
     references: int = Field(default=8, ge=1)
     genuine: int = Field(default=16, ge=1)
     per_severity: int = Field(default=1, ge=1)
-    size: int = Field(default=256, ge=64)
+    size: int = Field(default=SynthConfig().size, ge=64)
 
     def synth_config(self) -> SynthConfig:
         return SynthConfig(**self.model_dump())
