@@ -163,3 +163,18 @@ def test_cfd_check_writes_heatmaps_of_aligned_photos(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["photo-0.png"]
     assert (out / "photo-0.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "1 photo(s) did not align" in result.stderr
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 700), (700, 2), (64, 64)])
+def test_degenerate_pictures_never_break_alignment(zero_shot, gallery, size):
+    """Tiny, line-shaped and featureless references and photos: the check answers, the photo is just not aligned."""
+    from PIL import Image
+
+    flat = Image.new("RGB", size, (120, 130, 140))
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+    gallery.create_brand("odd")
+    gallery.add_references("odd", [UploadFile("flat.png", encode(flat)), UploadFile("noise.png", encode(noise))])
+    result = Detector(zero_shot, gallery).check([UploadFile("a.png", encode(noise)), UploadFile("b.png", encode(flat))],
+                                                brand="odd")
+    for image in result.images:
+        assert image.alignment is not None and image.counterfeit_score is not None
