@@ -196,6 +196,7 @@ def cmd_evaluate(args) -> None:
 
     report = evaluate(args.data, load_model_from_args(args), out_dir=args.out, align=args.align)
     _print_json({"overall": report["overall"], "per_kind": {k: v["roc_auc"] for k, v in report["per_kind"].items()},
+                 "at_shipped_thresholds": {**report["realised"]["overall"], "targets": report["realised"]["targets"]},
                  "report_dir": args.out})
 
 

@@ -86,6 +86,22 @@ def _table(title: str, groups: dict[str, dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
+def _realised_table(realised: dict[str, Any]) -> list[str]:
+    """Realised rates at the shipped thresholds next to the calibration's targets; a brand whose genuine
+    photos are flagged more often than the target is marked, so a mis-calibration shows."""
+    targets = realised["targets"]
+    lines = ["", "## Realised rates at the shipped thresholds",
+             "", f"Targets of the calibration: genuine flagged {_fmt(targets['flagged_fpr'])}, "
+                 f"genuine called counterfeit {_fmt(targets['counterfeit_fpr'])}.", "",
+             "| group | genuine | genuine flagged | genuine called counterfeit | counterfeit | counterfeit flagged | "
+             "counterfeit called counterfeit |", "|---|---|---|---|---|---|---|"]
+    for name, r in [("all", realised["overall"]), *realised["per_brand"].items()]:
+        over = targets["flagged_fpr"] is not None and r["flagged_fpr"] is not None and r["flagged_fpr"] > targets["flagged_fpr"]
+        lines.append(f"| {name} | {r['n_genuine']} | {_fmt(r['flagged_fpr'])}{' (over target)' if over else ''} | "
+                     f"{_fmt(r['counterfeit_fpr'])} | {r['n_counterfeit']} | {_fmt(r['flagged_tpr'])} | {_fmt(r['counterfeit_tpr'])} |")
+    return lines
+
+
 def write_markdown(path: Path, report: dict[str, Any]) -> None:
     o = report["overall"]
     lines = [
@@ -111,5 +127,6 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
               "| true \\ verdict | genuine | suspicious | counterfeit |", "|---|---|---|---|"]
     for label, row in report["confusion"].items():
         lines.append(f"| {label} | {row.get('genuine', 0)} | {row.get('suspicious', 0)} | {row.get('counterfeit', 0)} |")
+    lines += _realised_table(report["realised"])
     lines += ["", "![ROC](roc.png)", "", "![score histogram](score_histogram.png)", ""]
     path.write_text("\n".join(lines))

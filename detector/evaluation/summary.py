@@ -40,6 +40,29 @@ def _grouped(rows: list[dict], key: str, *, genuine_shared: bool) -> dict[str, d
     return out
 
 
+def realised_rates(rows: list[dict]) -> dict[str, Any]:
+    """What the shipped thresholds do: the share of genuine photos flagged (suspicious or worse) and
+    called counterfeit, and the share of counterfeit photos flagged and called counterfeit."""
+    genuine = [r["verdict"] for r in rows if r["label"] == 0]
+    counterfeit = [r["verdict"] for r in rows if r["label"] == 1]
+
+    def share(verdicts: list[str], accepted: tuple[str, ...]) -> float | None:
+        return sum(v in accepted for v in verdicts) / len(verdicts) if verdicts else None
+
+    return {"n_genuine": len(genuine), "n_counterfeit": len(counterfeit),
+            "flagged_fpr": share(genuine, ("suspicious", "counterfeit")), "counterfeit_fpr": share(genuine, ("counterfeit",)),
+            "flagged_tpr": share(counterfeit, ("suspicious", "counterfeit")), "counterfeit_tpr": share(counterfeit, ("counterfeit",))}
+
+
+def _realised(rows: list[dict], model: LoadedModel) -> dict[str, Any]:
+    by_brand: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_brand[r["brand"]].append(r)
+    extra = model.calibration.extra
+    return {"targets": {"flagged_fpr": extra.get("suspicious_fpr_target"), "counterfeit_fpr": extra.get("counterfeit_fpr_target")},
+            "overall": realised_rates(rows), "per_brand": {b: realised_rates(members) for b, members in sorted(by_brand.items())}}
+
+
 def build_report(rows: list[dict], model: LoadedModel, dataset: Dataset) -> dict[str, Any]:
     labels = np.array([r["label"] for r in rows], dtype=np.int64)
     scores = np.array([r["score"] for r in rows], dtype=np.float64)
@@ -58,4 +81,5 @@ def build_report(rows: list[dict], model: LoadedModel, dataset: Dataset) -> dict
         "per_brand": _grouped(rows, "brand", genuine_shared=False),
         "per_split": _grouped(rows, "split", genuine_shared=False),
         "confusion": confusion(labels, [r["verdict"] for r in rows]),
+        "realised": _realised(rows, model),
     }

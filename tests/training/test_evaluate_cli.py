@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from training.synth.defects import KINDS
 
 CFD = str(Path(sys.executable).parent / "cfd")
@@ -27,10 +29,18 @@ def test_synth_then_evaluate(tmp_path):
     assert len(full["per_brand"]) == 3
     confusion = full["confusion"]
     assert sum(confusion["genuine"].values()) == 9
+    # realised rates at the shipped thresholds, next to the calibration's targets, agree with the confusion
+    realised = full["realised"]
+    assert realised["targets"] == {"flagged_fpr": 0.05, "counterfeit_fpr": 0.01}
+    flagged = confusion["genuine"].get("suspicious", 0) + confusion["genuine"].get("counterfeit", 0)
+    assert realised["overall"]["flagged_fpr"] == pytest.approx(flagged / 9)
+    assert summary["at_shipped_thresholds"]["flagged_fpr"] == realised["overall"]["flagged_fpr"]
+    assert set(realised["per_brand"]) == set(full["per_brand"])
+    assert sum(r["n_genuine"] for r in realised["per_brand"].values()) == 9
     for name in ("roc.png", "score_histogram.png"):
         assert (report / name).read_bytes()[:4] == b"\x89PNG"
     markdown = (report / "report.md").read_text()
-    assert "ROC-AUC" in markdown and "other_brand" in markdown
+    assert "ROC-AUC" in markdown and "other_brand" in markdown and "Realised rates at the shipped thresholds" in markdown
     assert (report / "samples.csv").read_text().count("\n") == 9 + 3 * 3 * len(KINDS) + 1
 
 
