@@ -64,10 +64,10 @@ def load_model_from_args(args):
     return load_model(args.model, precision=args.precision)
 
 
-def _runtime(args):
+def _runtime(args, *, align: bool = True):
     from detector.runtime import open_runtime
 
-    return open_runtime(args.data_dir, load_model_from_args(args), reembed=args.reembed)
+    return open_runtime(args.data_dir, load_model_from_args(args), reembed=args.reembed, align=align)
 
 
 def _store(args):
@@ -162,8 +162,10 @@ def cmd_references_remove(args) -> None:
 def cmd_check(args) -> None:
     from detector.gallery import UploadFile
 
+    if args.heatmap and not args.alignment:
+        raise InvalidInputError("--heatmap needs alignment: drop --no-alignment")
     files = [UploadFile(str(p), _read(p)) for p in _expand_files(args.files)]
-    runtime = _runtime(args)
+    runtime = _runtime(args, align=args.alignment)
     result = runtime.detector.check(files, brand=args.brand, listing_id=args.listing_id)
     if args.heatmap:
         _write_heatmaps(Path(args.heatmap), files, result)
@@ -296,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listing-id", default=None)
     p.add_argument("--heatmap", default=None, metavar="DIR",
                    help="also write each aligned photo's heatmap over the photo as DIR/photo-<index>.png")
+    p.add_argument("--no-alignment", dest="alignment", action="store_false",
+                   help="skip aligned verification (faster; no heatmaps; refused for a model whose calibration needs it)")
 
     index = add_group(commands, "index", "the FAISS index")
     add_command(index, "rebuild", cmd_index_rebuild, "rebuild the index from the database")

@@ -25,10 +25,17 @@ EmbedFn = Callable[[torch.Tensor], Embeddings]
 
 
 class Detector:
-    def __init__(self, model: LoadedModel, gallery: Gallery):
+    """``align=False`` skips aligned verification (a check then costs its embedding alone); a model
+    whose calibration has an aligned fusion needs it."""
+
+    def __init__(self, model: LoadedModel, gallery: Gallery, *, align: bool = True):
+        if not align and model.calibration.aligned is not None:
+            raise InvalidInputError(f"model {model.name} {model.version} scores aligned photos with its own fusion: "
+                                    "alignment cannot be turned off for it")
         self.model = model
         self.gallery = gallery
         self.embedder = gallery.embedder
+        self.align = align
 
     def check(self, files: Sequence[UploadFile], *, brand: str | None = None, listing_id: str | None = None,
               embed: EmbedFn | None = None, allowance: PixelAllowance | None = None) -> CheckResult:
@@ -41,7 +48,7 @@ class Detector:
         validate_listing_id(listing_id)
         decoded = self.decode(files, allowance=allowance)
         embeddings = (embed or self.embedder.embed_tensor)(decoded.pixels)
-        return self.judge(embeddings, brand=brand, listing_id=listing_id, views=decoded.views)
+        return self.judge(embeddings, brand=brand, listing_id=listing_id, views=decoded.views if self.align else None)
 
     def decode(self, files: Sequence[UploadFile], *, allowance: PixelAllowance | None = None) -> Decoded:
         """Validate and decode a listing's photos into one model-ready batch and their alignment views."""
@@ -50,7 +57,7 @@ class Detector:
         limit = self.gallery.limits.max_files_per_check
         if len(files) > limit:
             raise InvalidInputError(f"{len(files)} photos exceeds the limit of {limit} per check")
-        return self.gallery.decode(files, allowance=allowance)
+        return self.gallery.decode(files, allowance=allowance, views=self.align)
 
     def judge(self, embeddings: Embeddings, *, brand: str | None, listing_id: str | None,
               views: Sequence[View] | None = None) -> CheckResult:
@@ -58,7 +65,8 @@ class Detector:
         photo is also verified by alignment with its closest references."""
         self.gallery.refresh()  # a gallery changed by another process (a cfd beside the service) counts at once
         scorer = Scorer(self.model.calibration, self.gallery.index, reference_patches=self.gallery.reference_patches,
-                        reference_features=self.gallery.reference_features, alignment=self.gallery.alignment)
+                        reference_features=self.gallery.reference_features if self.align else None,
+                        alignment=self.gallery.alignment)
         reasons: list[str] = []
         claimed = brand
         if claimed is None:

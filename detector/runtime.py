@@ -22,10 +22,16 @@ class Runtime:
 
 
 def open_runtime(data_dir: str | Path, model: LoadedModel, *, limits: Limits = Limits(), batch_size: int = 16,
-                 reembed: bool = True) -> Runtime:
-    """``reembed``: re-embed references another model made (the service does); else refuse (see ``Gallery.open``)."""
+                 reembed: bool = True, align: bool = True) -> Runtime:
+    """``reembed``: re-embed references another model made (the service does); else refuse (see ``Gallery.open``).
+    ``align``: verify check photos by alignment (see ``Detector``)."""
     embedder = model.embedder(batch_size=batch_size)
     # Embeddings depend on the model and, slightly, on the precision: a change of either re-embeds.
     gallery = Gallery(data_dir, embedder=embedder, model_fingerprint=f"{model.fingerprint}-{embedder.precision}", limits=limits)
     gallery.open(reembed=reembed)
-    return Runtime(model, gallery, Detector(model, gallery))
+    try:
+        detector = Detector(model, gallery, align=align)
+    except BaseException:
+        gallery.close()
+        raise
+    return Runtime(model, gallery, detector)

@@ -178,3 +178,31 @@ def test_degenerate_pictures_never_break_alignment(zero_shot, gallery, size):
                                                 brand="odd")
     for image in result.images:
         assert image.alignment is not None and image.counterfeit_score is not None
+
+
+def test_alignment_can_be_turned_off_unless_the_calibration_needs_it(zero_shot, scenes):
+    from detector.errors import InvalidInputError
+
+    photo, _ = listing_photo(studio_product(tampered=True), 5)
+    files = [_photo("t.jpg", photo)]
+    aligned = Detector(zero_shot, scenes).check(files, brand="acme")
+    plain = Detector(zero_shot, scenes, align=False).check(files, brand="acme")
+    assert aligned.images[0].alignment.aligned and plain.images[0].alignment is None
+    # the shipped calibration has no aligned fusion: alignment explains, it does not change the score
+    assert plain.counterfeit_score == aligned.counterfeit_score and plain.verdict == aligned.verdict
+    with pytest.raises(InvalidInputError, match="cannot be turned off"):
+        Detector(replace(zero_shot, calibration=replace(zero_shot.calibration, aligned=ALIGNED)), scenes, align=False)
+
+
+def test_cfd_check_without_alignment(tmp_path):
+    data = tmp_path / "var"
+    reference, listing = tmp_path / "ref.jpg", tmp_path / "listing.jpg"
+    reference.write_bytes(encode(studio_product(), "JPEG", quality=92))
+    listing.write_bytes(encode(listing_photo(studio_product(), 1)[0], "JPEG", quality=92))
+    cfd("brands", "add", "acme", data_dir=data)
+    cfd("references", "add", "acme", str(reference), data_dir=data)
+    result = json.loads(cfd("check", "--brand", "acme", "--no-alignment", str(listing), data_dir=data).stdout)
+    assert result["images"][0]["alignment"] is None
+    refused = cfd("check", "--brand", "acme", "--no-alignment", "--heatmap", str(tmp_path / "h"), str(listing),
+                  data_dir=data, check=False)
+    assert refused.returncode == 1 and "--heatmap needs alignment" in refused.stderr

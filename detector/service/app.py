@@ -75,7 +75,8 @@ async def _load(app: FastAPI) -> None:
     settings: Settings = app.state.settings
     try:
         model = await asyncio.to_thread(load_model, settings.model, precision=settings.precision)
-        runtime = await asyncio.to_thread(open_runtime, settings.data_dir, model, limits=settings.limits)
+        runtime = await asyncio.to_thread(open_runtime, settings.data_dir, model, limits=settings.limits,
+                                          align=settings.alignment)
     except Exception as exc:  # the service stays up, not ready, and says why
         log.exception("startup failed")
         app.state.startup_error = str(exc)

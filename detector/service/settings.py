@@ -23,6 +23,7 @@ class Settings:
     max_wait_ms: float = 5.0
     max_queue: int = 256  # images being checked (decoding, waiting, embedding) before 503 overloaded
     micro_batching: bool = True
+    alignment: bool = True  # aligned verification of every check photo (heatmaps, regions)
     header_timeout_s: float = 10.0  # a connection must send a request's headers within this
     body_timeout_s: float = 30.0  # a request body may stall this long between chunks
     max_connections: int = 1000  # open connections; more are closed at once
@@ -67,6 +68,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-connections", type=int, default=d.max_connections, help="open connections at most")
     parser.add_argument("--no-micro-batching", dest="micro_batching", action="store_false",
                         help="run each check's forward pass on its own")
+    parser.add_argument("--no-alignment", dest="alignment", action="store_false",
+                        help="skip aligned verification: checks cost their embedding alone and carry no heatmaps "
+                             "(refused for a model whose calibration scores aligned photos)")
     parser.add_argument("--insecure-dev-no-auth", dest="dev_no_auth", action="store_true",
                         help="development only: accept requests without a key (loopback hosts only)")
     parser.add_argument("--init-admin-key", type=Path, default=None, metavar="FILE",
@@ -86,6 +90,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(
         data_dir=Path(args.data_dir), model=args.model, precision=args.precision, host=args.host, port=args.port,
         limits=limits, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-        micro_batching=args.micro_batching, header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
+        micro_batching=args.micro_batching, alignment=args.alignment, header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
         max_connections=args.max_connections, dev_no_auth=args.dev_no_auth, init_admin_key=args.init_admin_key,
     )

@@ -167,3 +167,33 @@ def test_check_result_carries_each_photos_alignment(service):
         assert alignment["region"] and alignment["difference"] in ("colour", "structure")
     finally:
         client.delete("/v1/brands/studio-scene", headers=admin)
+
+
+def test_a_service_without_alignment_answers_without_it(tmp_path):
+    import argparse
+    from dataclasses import replace
+
+    from detector.service.settings import add_serve_arguments, settings_from_args
+    from tests.service.conftest import SMALL_LIMITS, ready_client
+    from tests.service.helpers import make_keys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-dir", default=str(tmp_path))
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--precision", default="auto")
+    add_serve_arguments(parser)
+    assert settings_from_args(parser.parse_args(["--no-alignment"])).alignment is False
+    assert settings_from_args(parser.parse_args([])).alignment is True
+
+    data_dir = tmp_path / "var"
+    keys = make_keys(data_dir)
+    client = ready_client(replace(SMALL_LIMITS, data_dir=data_dir, alignment=False))
+    try:
+        admin = auth(keys["admin"])
+        client.post("/v1/brands", headers=admin, json={"brand": "acme"})
+        client.post("/v1/brands/acme/references", headers=admin, files=photo_files(product_photo("acme", 1)))
+        result = client.post("/v1/check", headers=auth(keys["pipeline"]), data={"brand": "acme"},
+                             files=photo_files(product_photo("acme", 2))).json()
+        assert result["images"][0]["alignment"] is None and result["verdict"] != "unverifiable"
+    finally:
+        client.__exit__(None, None, None)
