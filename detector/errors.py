@@ -57,6 +57,12 @@ class ModelFolderError(DetectorError):
     code = "model_error"
 
 
+class FeatureFormatError(DetectorError):
+    """A stored alignment-feature file that cannot be read (truncated, another format): it is recomputed."""
+
+    code = "feature_file_error"
+
+
 class WeightsError(DetectorError):
     code = "weights_error"
 

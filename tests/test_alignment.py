@@ -5,10 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.alignment.features import FeatureFormatError, ReferenceFeatures, photo_view, reference_features
+from detector.alignment.features import ReferenceFeatures, photo_view, reference_features
 from detector.alignment.heatmap import render_heatmap
 from detector.alignment.recipe import DEFAULT_RECIPE, AlignmentRecipe
 from detector.alignment.verify import verify
+from detector.errors import FeatureFormatError
 from tests.alignment_scenes import EMBLEM, listing_photo, other_product, studio_product
 from tests.synthetic import encode
 

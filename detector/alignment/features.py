@@ -14,13 +14,9 @@ from PIL import Image
 
 from detector.alignment.mask import label_box, product_mask
 from detector.alignment.recipe import AlignmentRecipe
-from detector.errors import DetectorError
+from detector.errors import FeatureFormatError
 
 _JPEG_QUALITY = 95
-
-
-class FeatureFormatError(DetectorError):
-    """A stored feature file that cannot be read (truncated, another format): it is recomputed."""
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,10 @@ def product_mask(bgr: np.ndarray) -> np.ndarray:
     if count > 1:
         mask = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
     area = int(mask.sum())
-    holes, hole_labels, hole_stats, _ = cv2.connectedComponentsWithStats(1 - mask, connectivity=4)
-    for i in range(1, holes):
-        x, y, hw, hh, hole_area = hole_stats[i]
-        touches_border = x == 0 or y == 0 or x + hw == w or y + hh == h
-        if not touches_border and hole_area <= _MAX_HOLE * area:
-            mask[hole_labels == i] = 1
-    mask = mask.astype(bool)
+    _, hole_labels, stats, _ = cv2.connectedComponentsWithStats(1 - mask, connectivity=4)
+    x, y, hw, hh, hole_area = stats[1:].T
+    inner = (x > 0) & (y > 0) & (x + hw < w) & (y + hh < h) & (hole_area <= _MAX_HOLE * area)
+    mask = mask.astype(bool) | np.isin(hole_labels, 1 + np.flatnonzero(inner))
     if not _MIN_SHARE <= mask.mean() <= _MAX_SHARE:
         return np.ones((h, w), bool)
     return mask

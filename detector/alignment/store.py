@@ -15,8 +15,9 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from detector.alignment.features import FeatureFormatError, ReferenceFeatures
+from detector.alignment.features import ReferenceFeatures
 from detector.alignment.recipe import AlignmentRecipe
+from detector.errors import FeatureFormatError
 from detector.fsutil import atomic_write_bytes, disk_full_is_typed
 
 log = logging.getLogger(__name__)
