@@ -130,7 +130,7 @@ class Gallery:
         that reference stays out of the index until it is uploaded again."""
         try:
             return self.decode([UploadFile(f"reference {ref_id}", self.blobs.get(digest))],
-                               allowance=PixelAllowance(self.limits.max_pixels)).pixels
+                               allowance=PixelAllowance(self.limits.max_pixels), views=False).pixels
         except DetectorError as exc:
             log.error("reference %d: its original %s cannot be used (%s); it stays out of the index until it is "
                       "uploaded again", ref_id, digest, exc.message)
