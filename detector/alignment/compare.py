@@ -42,8 +42,11 @@ class Comparison:
 
 
 def compare(photo: View, reference: ReferenceFeatures, homography: np.ndarray, recipe: AlignmentRecipe) -> Comparison | None:
-    """None when the warped photo covers too little of the reference's product."""
+    """None when the warped photo covers too little of the reference's product, or the product is too
+    small to divide into blocks."""
     box = bounding_box(reference.mask)
+    if min(box[2] - box[0], box[3] - box[1]) < 2 * recipe.grid:
+        return None  # a product a few pixels across has no blocks to compare
     # Everything happens in a crop around the product (with room for the label search and shifts).
     h, w = reference.mask.shape
     margin = int(_CROP_MARGIN * max(box[2] - box[0], box[3] - box[1])) + 8
@@ -64,8 +67,6 @@ def compare(photo: View, reference: ReferenceFeatures, homography: np.ndarray, r
     lab_p = cv2.cvtColor(cv2.GaussianBlur(photo_lin, (0, 0), recipe.blur_sigma), cv2.COLOR_BGR2LAB)
     lab_r = cv2.cvtColor(cv2.GaussianBlur(ref, (0, 0), recipe.blur_sigma), cv2.COLOR_BGR2LAB)
     local_box = (box[0] - cx0, box[1] - cy0, box[2] - cx0, box[3] - cy0)
-    if min(local_box[2] - local_box[0], local_box[3] - local_box[1]) < 2 * recipe.grid:
-        return None  # a product a few pixels across has no blocks to compare
     edges = _block_edges(local_box, recipe.grid)
     colour = _block_means(_tolerant_delta_e(lab_p, lab_r, recipe.shift_px), region, edges)
     structure = _block_structure(lab_p[..., 0], lab_r[..., 0], region, edges, recipe.shift_px)
