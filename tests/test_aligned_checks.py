@@ -5,7 +5,6 @@ photos that aligned, and reasons that say what was found or why nothing could be
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import replace
 
 import numpy as np
