@@ -75,13 +75,13 @@ def test_an_unaligned_photo_is_flagged_and_scored_by_the_embedding_fusion_alone(
     assert not unaligned.alignment.aligned and "geometric inliers" in unaligned.alignment.failure
     assert any(r.startswith("photo 1 could not be aligned") and "embedding signals alone" in r for r in result.reasons)
     # each photo's score is the fusion its alignment calls for, recomputed here from its signals
-    evidence = detector_evidence(detector, [genuine, other])
+    evidence = _evidence(detector, [genuine, other])
     assert evidence[0].verification.aligned and not evidence[1].verification.aligned
     assert aligned.counterfeit_score == pytest.approx(ALIGNED.score(evidence[0].signals), abs=1e-4)
     assert unaligned.counterfeit_score == pytest.approx(model.calibration.embedding_fusion.score(evidence[1].signals), abs=1e-4)
 
 
-def detector_evidence(detector, images):
+def _evidence(detector, images):
     from detector.scoring import Scorer
 
     decoded = detector.decode([_photo(f"{i}.jpg", image) for i, image in enumerate(images)])
