@@ -107,8 +107,11 @@ class Fusion:
     weights: tuple[float, ...]
     bias: float
 
+    def logit(self, signals: dict[str, float]) -> float:
+        return self.bias + sum(w * signals[name] for name, w in zip(self.features, self.weights))
+
     def score(self, signals: dict[str, float]) -> float:
-        return _sigmoid(self.bias + sum(w * signals[name] for name, w in zip(self.features, self.weights)))
+        return _sigmoid(self.logit(signals))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Fusion":

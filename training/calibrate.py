@@ -19,7 +19,7 @@ from detector.errors import InvalidInputError
 from detector.fsutil import atomic_write_bytes
 from detector.model_folder import (REQUIRED_FILES, WEIGHTS_FILE, Calibration, Fusion, LoadedModel,
                                    default_model_path, load_model)
-from detector.signals import signal
+from detector.signals import ALIGNMENT_SIGNALS, SIGNALS, signal
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iterations: int = 100,
@@ -71,13 +71,35 @@ def fit_fusion(rows: list[dict[str, Any]], features: list[str], *, on_top_of: Fu
     bias), so what it knows is not refitted away on rows where it has little to tell."""
     x = np.array([[float(r[f]) for f in features] for r in rows])
     y = np.array([int(r["label"]) for r in rows])
-    offset = None if on_top_of is None else np.array(
-        [sum(w * float(r[f]) for f, w in zip(on_top_of.features, on_top_of.weights)) for r in rows])
+    offset = None if on_top_of is None else np.array([on_top_of.logit(r) - on_top_of.bias for r in rows])
     weights, bias = fit_logistic(x, y, signs=np.array([signal(f).sign for f in features]), offset=offset)
     fitted = tuple(round(float(w), 6) for w in weights)
     if on_top_of is None:
         return Fusion(tuple(features), fitted, round(bias, 6))
     return Fusion((*on_top_of.features, *features), (*on_top_of.weights, *fitted), round(bias, 6))
+
+
+def validate_features(features: list[str], aligned_features: list[str] | None, *, produced: frozenset[str]) -> None:
+    """The embedding fusion takes signals every photo has; the aligned fusion adds alignment signals only."""
+    unknown = [f for f in [*features, *(aligned_features or [])] if f not in SIGNALS]
+    if unknown:
+        raise InvalidInputError(f"unknown signals {unknown}; known signals: {', '.join(SIGNALS)}")
+    if not features:
+        raise InvalidInputError("the embedding fusion needs at least one signal")
+    unproduced = sorted(set(features) - produced - ALIGNMENT_SIGNALS)
+    if unproduced:
+        raise InvalidInputError(f"this model does not produce {unproduced} (it produces {sorted(produced)})")
+    misplaced = sorted(set(features) & ALIGNMENT_SIGNALS)
+    if misplaced:
+        raise InvalidInputError(f"alignment signals {misplaced} belong in --aligned-features: the embedding fusion "
+                                "scores photos that did not align")
+    not_alignment = sorted(set(aligned_features or []) - ALIGNMENT_SIGNALS)
+    if not_alignment:
+        raise InvalidInputError(f"--aligned-features takes alignment signals only ({', '.join(sorted(ALIGNMENT_SIGNALS))}); "
+                                f"{not_alignment} belong in --features")
+    for name, given in (("--features", features), ("--aligned-features", aligned_features or [])):
+        if len(set(given)) != len(given):
+            raise InvalidInputError(f"{name} names a signal twice")
 
 
 def fit_calibration(rows: list[dict[str, Any]], features: list[str], *, aligned_features: list[str] | None = None,

@@ -26,12 +26,14 @@ def cmd_calibrate(args) -> None:
     import json
 
     from detector.evaluation.run import evaluate_rows
-    from training.calibrate import fit_calibration, write_calibrated_model
+    from training.calibrate import fit_calibration, validate_features, write_calibrated_model
 
     model = load_model_from_args(args)
+    features = args.features.split(",")
     aligned = args.aligned_features.split(",") if args.aligned_features else None
+    validate_features(features, aligned, produced=model.config.signals)  # before the dataset is scored
     rows = evaluate_rows(args.data, model, align=aligned is not None)
-    calibration = fit_calibration(rows, args.features.split(","), aligned_features=aligned,
+    calibration = fit_calibration(rows, features, aligned_features=aligned,
                                   suspicious_fpr=args.suspicious_fpr, counterfeit_fpr=args.counterfeit_fpr,
                                   notes=args.notes or f"fitted on {args.data}")
     if args.out:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.alignment_scenes import listing_photo, other_product, studio_product
 from tests.synthetic import encode
 
@@ -50,3 +52,16 @@ def test_calibrate_an_aligned_fusion_and_evaluate_with_it(tmp_path):
     subprocess.run([CFD, "evaluate", "--data", str(data), "--model", str(model), "--no-align", "--out", str(plain), "-q"],
                    check=True, capture_output=True, text=True, timeout=600)
     assert {r["aligned"] for r in csv.DictReader(open(plain / "samples.csv"))} == {""}
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--features", "bogus"], "unknown signals ['bogus']"),
+    (["--features", "aligned_block_peak"], "belong in --aligned-features"),
+    (["--aligned-features", "brand_margin"], "takes alignment signals only"),
+    (["--features", "brand_margin,patch_anomaly"], "does not produce ['patch_anomaly']"),
+    (["--aligned-features", "aligned_block_peak,aligned_block_peak"], "names a signal twice"),
+])
+def test_calibrate_refuses_misplaced_signals_before_scoring_anything(tmp_path, arguments, message):
+    result = subprocess.run([CFD, "calibrate", "--data", str(tmp_path / "never-read"), *arguments, "-q"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
