@@ -299,11 +299,9 @@ class Gallery:
 
     def _compute_features(self, reference: Reference) -> ReferenceFeatures | None:
         try:
-            data = self.blobs.get(reference.sha256)
-            with open_image(data, limits=self.limits, name=f"reference {reference.id}") as image:
-                with self.pixels.hold(image.width * image.height):
-                    picture = decode(image, name=f"reference {reference.id}")
-                    features = reference_features(photo_view(picture, self.alignment), self.alignment)
+            view = self.decode([UploadFile(f"reference {reference.id}", self.blobs.get(reference.sha256))],
+                               allowance=PixelAllowance(self.limits.max_pixels)).views[0]
+            features = reference_features(view, self.alignment)
         except DetectorError as exc:
             log.error("reference %d: no alignment features (%s)", reference.id, exc.message)
             return None
