@@ -29,6 +29,7 @@ from detector.evaluation.run import evaluate_rows
 from detector.fsutil import atomic_write_bytes
 from detector.model_folder import load_model
 from detector.signals import ALIGNMENT_SIGNALS, signal
+from training.benchmarks import genuine_and
 from training.calibrate import fit_calibration, write_calibrated_model
 from training.signal_selection import select_aligned_signals
 
@@ -42,12 +43,12 @@ def _rows(name: str, data: Path, model, folder: Path, reuse: bool) -> list[dict[
     return rows
 
 
-def _compare(rows: list[dict], before: list[float], after: list[float], keep) -> dict[str, Any]:
-    """Every genuine photo and the counterfeits ``keep`` selects."""
-    chosen = [i for i, r in enumerate(rows) if r["label"] == 0 or keep(r)]
-    labels = [rows[i]["label"] for i in chosen]
-    b, a = [before[i] for i in chosen], [after[i] for i in chosen]
-    counterfeits = [rows[i] for i in chosen if rows[i]["label"] == 1]
+def _compare(scored: list[dict], keep) -> dict[str, Any]:
+    """``before`` against ``after`` on every genuine photo and the counterfeits ``keep`` selects."""
+    chosen = genuine_and(scored, keep)
+    labels = [r["label"] for r in chosen]
+    b, a = [r["before"] for r in chosen], [r["after"] for r in chosen]
+    counterfeits = [r for r in chosen if r["label"] == 1]
     return {
         "n_counterfeit": len(counterfeits),
         "aligned_counterfeit_share": float(np.mean([bool(r["aligned"]) for r in counterfeits])) if counterfeits else None,
@@ -65,25 +66,25 @@ def aligned_signal_aucs(rows: list[dict]) -> dict[str, dict[str, float | None]]:
     for name in sorted(ALIGNMENT_SIGNALS):
         per = {}
         for kind in ["all", *kinds]:
-            chosen = [r for r in aligned if r["label"] == 0 or kind == "all" or r["kind"] == kind]
+            chosen = genuine_and(aligned, lambda r, kind=kind: kind == "all" or r["kind"] == kind)
             per[kind] = roc_auc([r["label"] for r in chosen], [signal(name).oriented(r[name]) for r in chosen])
         out[name] = per
     return out
 
 
 def measure(rows: list[dict], before_calibration, after_calibration) -> dict[str, Any]:
-    before = [before_calibration.fuse(r) for r in rows]
-    after = [after_calibration.fuse(r, aligned=bool(r["aligned"])) for r in rows]
+    scored = [{**r, "before": before_calibration.fuse(r), "after": after_calibration.fuse(r, aligned=bool(r["aligned"]))}
+              for r in rows]
     genuine = [r for r in rows if r["label"] == 0]
     kinds = sorted({r["kind"] for r in rows if r["label"] == 1})
     severities = sorted({r["severity"] for r in rows if r["label"] == 1 and r["severity"]})
     return {
         "photos": len(rows),
         "aligned_genuine_share": float(np.mean([bool(r["aligned"]) for r in genuine])),
-        "overall": _compare(rows, before, after, lambda r: True),
-        "per_kind": {k: _compare(rows, before, after, lambda r, k=k: r["kind"] == k) for k in kinds},
-        "per_severity_subtle_kinds": {s: _compare(rows, before, after, lambda r, s=s: r["severity"] == s
-                                                  and r["kind"] != "other_brand") for s in severities},
+        "overall": _compare(scored, lambda r: True),
+        "per_kind": {k: _compare(scored, lambda r, k=k: r["kind"] == k) for k in kinds},
+        "per_severity_subtle_kinds": {s: _compare(scored, lambda r, s=s: r["severity"] == s and r["kind"] != "other_brand")
+                                      for s in severities},
         "aligned_signal_roc_auc": aligned_signal_aucs(rows),
     }
 

@@ -16,13 +16,13 @@ from training.config import BenchmarkEntry
 Keep = Callable[[dict], bool]
 
 
-def _chosen(rows: list[dict], keep: Keep) -> list[dict]:
+def genuine_and(rows: list[dict], keep: Keep) -> list[dict]:
     """Every genuine photo and the counterfeits ``keep`` selects."""
     return [r for r in rows if r["label"] == 0 or keep(r)]
 
 
 def _summary(rows: list[dict], keep: Keep) -> dict[str, Any]:
-    chosen = _chosen(rows, keep)
+    chosen = genuine_and(rows, keep)
     return summarise(np.array([r["label"] for r in chosen]), np.array([r["score"] for r in chosen]))
 
 
@@ -39,7 +39,7 @@ def compare(ours: list[dict], theirs: list[dict], seen_kinds: set[str]) -> dict[
     by_path = {r["path"]: r for r in theirs}
     out = {}
     for name, keep in subsets(ours, seen_kinds).items():
-        chosen = _chosen(ours, keep)
+        chosen = genuine_and(ours, keep)
         out[name] = paired_auc_difference([r["label"] for r in chosen], [r["score"] for r in chosen],
                                           [by_path[r["path"]]["score"] for r in chosen])
     return out
