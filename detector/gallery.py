@@ -59,7 +59,7 @@ class UploadFile:
 class Decoded:
     pixels: torch.Tensor  # the model-ready batch
     sizes: list[tuple[int, int]]  # each photo's upright (width, height)
-    views: list[View]  # each photo at the alignment's working resolution, with its keypoints
+    views: list[View] | None  # each photo at the alignment's working resolution, with its keypoints (if asked for)
 
 
 class Gallery:
@@ -240,7 +240,7 @@ class Gallery:
                 if views:
                     working.append(photo_view(picture, self.alignment))
                 picture.close()
-        return Decoded(torch.stack(tensors), sizes, working)
+        return Decoded(torch.stack(tensors), sizes, working if views else None)
 
     def add_references(self, brand: str, files: Sequence[UploadFile], *, product: str | None = None) -> list[Reference]:
         self.store.require_brand(validate_brand_slug(brand))

@@ -48,7 +48,7 @@ class Detector:
         validate_listing_id(listing_id)
         decoded = self.decode(files, allowance=allowance)
         embeddings = (embed or self.embedder.embed_tensor)(decoded.pixels)
-        return self.judge(embeddings, brand=brand, listing_id=listing_id, views=decoded.views if self.align else None)
+        return self.judge(embeddings, brand=brand, listing_id=listing_id, views=decoded.views)
 
     def decode(self, files: Sequence[UploadFile], *, allowance: PixelAllowance | None = None) -> Decoded:
         """Validate and decode a listing's photos into one model-ready batch and their alignment views."""
