@@ -164,12 +164,21 @@ def cmd_check(args) -> None:
 
     if args.heatmap and not args.alignment:
         raise InvalidInputError("--heatmap needs alignment: drop --no-alignment")
+    if args.heatmap:
+        _writable_folder(Path(args.heatmap), option="--heatmap")  # before the model loads and the photos are checked
     files = [UploadFile(str(p), _read(p)) for p in _expand_files(args.files)]
     runtime = _runtime(args, align=args.alignment)
     result = runtime.detector.check(files, brand=args.brand, listing_id=args.listing_id)
     if args.heatmap:
         _write_heatmaps(Path(args.heatmap), files, result)
     _print_json(result.model_dump())
+
+
+def _writable_folder(folder: Path, *, option: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(f"{option} {folder}: cannot be used as a folder ({exc.strerror})") from None
 
 
 def _write_heatmaps(folder: Path, files, result) -> None:

@@ -205,3 +205,6 @@ def test_cfd_check_without_alignment(tmp_path):
     refused = cfd("check", "--brand", "acme", "--no-alignment", "--heatmap", str(tmp_path / "h"), str(listing),
                   data_dir=data, check=False)
     assert refused.returncode == 1 and "--heatmap needs alignment" in refused.stderr
+    (tmp_path / "a-file").write_text("not a folder")
+    refused = cfd("check", "--brand", "acme", "--heatmap", str(tmp_path / "a-file"), str(listing), data_dir=data, check=False)
+    assert refused.returncode == 1 and "cannot be used as a folder" in refused.stderr and "Traceback" not in refused.stderr
