@@ -21,7 +21,7 @@ from detector import progress
 from detector.precision import PRECISIONS
 from detector.errors import DetectorError, InvalidInputError
 from detector.evaluation.dataset import IMAGE_SUFFIXES
-from detector.store import DB_FILE, MAX_ID, Store
+from detector.store import DB_FILE, LOCAL_ACTOR, MAX_ID, Store
 
 DEFAULT_DATA_DIR = "./var"
 DATA_DIR_VARIABLE = "CFD_DATA_DIR"
@@ -74,7 +74,7 @@ def _store(args):
     return Store(Path(args.data_dir) / DB_FILE)
 
 
-def _resolve_data_dir(args) -> None:
+def resolve_data_dir(args) -> None:
     """``--data-dir``, else ``$CFD_DATA_DIR``, else ./var; only commands that set one up may create it."""
     args.data_dir = Path(args.data_dir or os.environ.get(DATA_DIR_VARIABLE) or DEFAULT_DATA_DIR)
     where = args.data_dir.resolve()
@@ -211,6 +211,56 @@ def cmd_evaluate(args) -> None:
                  "report_dir": args.out})
 
 
+# --- stored checks, decisions, export ---
+
+def _check_log(args):
+    from detector.blobs import BlobStore
+    from detector.checks import CheckLog
+    from detector.datalock import DataDirLock
+    from detector.gallery import IMAGES_DIR
+
+    store = _store(args)
+    return CheckLog(store, BlobStore(Path(args.data_dir) / IMAGES_DIR), DataDirLock(Path(args.data_dir)))
+
+
+def cmd_checks_list(args) -> None:
+    from detector.checks import CheckFilter
+
+    page, cursor = _check_log(args).list(
+        CheckFilter(brand=args.brand, verdict=args.verdict, decision=args.decision, since=args.since, until=args.until),
+        limit=args.limit, before=args.before)
+    _print_json({"checks": page, "next": cursor})
+
+
+def cmd_checks_show(args) -> None:
+    _print_json(_check_log(args).get(args.id))
+
+
+def cmd_checks_decide(args) -> None:
+    from detector.checks import Decision
+
+    _print_json(_check_log(args).decide(args.id, Decision(args.decision, args.kind, args.note), actor=LOCAL_ACTOR))
+
+
+def cmd_checks_prune(args) -> None:
+    deleted = _check_log(args).prune(older_than_days=args.older_than_days, actor=LOCAL_ACTOR)
+    print(f"deleted {deleted} undecided check(s) older than {args.older_than_days} days", file=sys.stderr)
+
+
+def cmd_checks_rescore(args) -> None:
+    from detector.rescore import rescore_brand
+
+    runtime = _runtime(args)
+    _print_json(rescore_brand(runtime.detector, args.brand, actor=LOCAL_ACTOR))
+
+
+def cmd_export_decisions(args) -> None:
+    from detector.export import export_decisions
+
+    log = _check_log(args)
+    _print_json(export_decisions(log.store, log.blobs, log, Path(args.out), brand=args.brand))
+
+
 # --- keys ---
 
 def cmd_keys_create(args) -> None:
@@ -319,6 +369,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--align", action=argparse.BooleanOptionalAction, default=None,
                    help="verify photos by alignment (default: when the model's calibration has an aligned fusion)")
 
+    checks = add_group(commands, "checks", "stored checks and reviewers' decisions")
+    p = add_command(checks, "list", cmd_checks_list, "list stored checks, newest first", model=False)
+    p.add_argument("--brand", default=None)
+    p.add_argument("--verdict", choices=("genuine", "suspicious", "counterfeit", "unverifiable"), default=None)
+    p.add_argument("--decision", choices=("undecided", "decided", "genuine", "counterfeit"), default=None)
+    p.add_argument("--since", default=None, help="ISO 8601 time (inclusive)")
+    p.add_argument("--until", default=None, help="ISO 8601 time (exclusive)")
+    p.add_argument("--limit", type=_bounded_int(1, 1000), default=50)
+    p.add_argument("--before", type=reference_id, default=None, help="cursor: checks older than this id")
+    p = add_command(checks, "show", cmd_checks_show, "one stored check with its decisions", model=False)
+    p.add_argument("id", type=reference_id)
+    p = add_command(checks, "decide", cmd_checks_decide, "record a reviewer's decision on a check", model=False)
+    p.add_argument("id", type=reference_id)
+    p.add_argument("decision", choices=("genuine", "counterfeit"))
+    p.add_argument("--kind", default=None, help="a counterfeit's kind (the export's counterfeit/<kind> folder)")
+    p.add_argument("--note", default=None)
+    p = add_command(checks, "prune", cmd_checks_prune, "delete undecided checks older than the retention", model=False)
+    p.add_argument("--older-than-days", type=float, required=True)
+    p = add_command(checks, "rescore", cmd_checks_rescore,
+                    "re-score a brand's stored checks from their stored embeddings; prints which verdicts changed")
+    p.add_argument("--brand", required=True)
+
+    export = add_group(commands, "export", "export stored data")
+    p = add_command(export, "decisions", cmd_export_decisions, "write decided check photos and the brands' references "
+                    "in the dataset layout (for cfd train and cfd evaluate)", model=False)
+    p.add_argument("--out", required=True)
+    p.add_argument("--brand", default=None, help="only this brand (default: every brand with decisions)")
+
     keys = add_group(commands, "keys", "API keys")
     p = add_command(keys, "create", cmd_keys_create, "create a key; prints it as the only stdout line", model=False,
                     creates=True)
@@ -347,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(ours).setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
         if hasattr(args, "data_dir"):
-            _resolve_data_dir(args)
+            resolve_data_dir(args)
         args.func(args)
     except DetectorError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

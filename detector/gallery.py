@@ -4,7 +4,7 @@ Upload order makes a success durable: decode and embed everything (any bad file 
 nothing stored) -> holding the data directory's lock shared: fsync the originals -> one SQLite
 transaction -> add to the in-memory index. A rejected upload removes the originals it wrote.
 Originals are only ever deleted holding that lock exclusively, after checking again that no row
-uses them, so no process's clean-up can race another's upload.
+(a reference's or a stored check's photo) uses them, so no process's clean-up can race another's upload.
 Each reference's alignment features (keypoints, product mask; ``detector.alignment``) are derived
 data like the index: written with the originals before the commit, recomputed from the original
 when missing or made by another recipe, removed with the originals they describe.
@@ -33,14 +33,16 @@ from detector.alignment.features import ReferenceFeatures, View, photo_view, ref
 from detector.alignment.recipe import DEFAULT_RECIPE, AlignmentRecipe
 from detector.alignment.store import FEATURES_DIR, FeatureStore
 from detector.blobs import BlobStore, sha256_hex
+from detector.checks import CheckLog
 from detector.embedder import Embedder
 from detector.errors import DetectorError, InvalidInputError
 from detector.datalock import DataDirLock
 from detector.images import decode, open_image
 from detector.index import GalleryIndex
 from detector.limits import Limits
+from detector.phash import dhash
 from detector.pixel_budget import PixelAllowance, PixelBudget
-from detector.store import DB_FILE, NewReference, Reference, Store, validate_brand_slug, validate_product
+from detector.store import DB_FILE, LOCAL_ACTOR, NewReference, Reference, Store, validate_brand_slug, validate_product
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class Decoded:
     pixels: torch.Tensor  # the model-ready batch
     sizes: list[tuple[int, int]]  # each photo's upright (width, height)
     views: list[View] | None  # each photo at the alignment's working resolution, with its keypoints (if asked for)
+    phashes: list[int]  # each photo's perceptual hash (detector.phash)
 
 
 class Gallery:
@@ -70,6 +73,7 @@ class Gallery:
         self.store = Store(self.data_dir / DB_FILE)
         self.blobs = BlobStore(self.data_dir / IMAGES_DIR)
         self.lock = DataDirLock(self.data_dir)
+        self.checks = CheckLog(self.store, self.blobs, self.lock)
         self.alignment = alignment
         self.features = FeatureStore(self.data_dir / FEATURES_DIR, alignment)
         self.embedder = embedder
@@ -210,12 +214,12 @@ class Gallery:
 
     # --- brands ---
 
-    def create_brand(self, slug: str, display_name: str | None = None) -> dict:
-        return self.store.create_brand(slug, display_name)
+    def create_brand(self, slug: str, display_name: str | None = None, *, actor: str = LOCAL_ACTOR) -> dict:
+        return self.store.create_brand(slug, display_name, actor=actor)
 
-    def delete_brand(self, slug: str) -> None:
+    def delete_brand(self, slug: str, *, actor: str = LOCAL_ACTOR) -> None:
         with self._write_lock:
-            orphaned = self._write(lambda: self.store.delete_brand(slug), apply=lambda _: self.index.remove_brand(slug))
+            orphaned = self._write(lambda: self.store.delete_brand(slug, actor=actor), apply=lambda _: self.index.remove_brand(slug))
             self._delete_blobs_if_unused(orphaned)
 
     # --- references ---
@@ -229,20 +233,22 @@ class Gallery:
         one full-size picture."""
         pixels = [_pixels(open_image(f.data, limits=self.limits, name=f.name)) for f in files]
         (allowance or PixelAllowance(self.limits.max_request_pixels)).take(sum(pixels), what=f"{len(files)} photo(s)")
-        tensors, sizes, working = [], [], []
+        tensors, sizes, working, hashes = [], [], [], []
         for f, count in zip(files, pixels):
             with self.pixels.hold(count):
                 # opened again here, so that no decoded picture outlives its turn
                 with open_image(f.data, limits=self.limits, name=f.name) as image:
                     picture = decode(image, name=f.name)
                 sizes.append(picture.size)
+                hashes.append(dhash(picture))
                 tensors.append(self.embedder.transform(picture))
                 if views:
                     working.append(photo_view(picture, self.alignment))
                 picture.close()
-        return Decoded(torch.stack(tensors), sizes, working if views else None)
+        return Decoded(torch.stack(tensors), sizes, working if views else None, hashes)
 
-    def add_references(self, brand: str, files: Sequence[UploadFile], *, product: str | None = None) -> list[Reference]:
+    def add_references(self, brand: str, files: Sequence[UploadFile], *, product: str | None = None,
+                       actor: str = LOCAL_ACTOR) -> list[Reference]:
         self.store.require_brand(validate_brand_slug(brand))
         product = validate_product(product)
         if not files:
@@ -261,7 +267,7 @@ class Gallery:
                     for f, item, feature in zip(files, items, features):
                         self.blobs.put(f.data)
                         self.features.put(item.sha256, feature)
-                    return self._write(lambda: self.store.add_references(brand, items, product=product, model=self.model),
+                    return self._write(lambda: self.store.add_references(brand, items, product=product, model=self.model, actor=actor),
                                        apply=lambda refs: self._index_added(brand, refs, items))
             except BaseException:
                 self._delete_blobs_if_unused([item.sha256 for item in items])  # a rejected upload leaves nothing behind
@@ -272,9 +278,9 @@ class Gallery:
         self.index.add(np.array([r.id for r, _ in fresh], dtype=np.int64), [brand] * len(fresh),
                        np.stack([item.embedding for _, item in fresh]) if fresh else np.zeros((0, self.index.dim), np.float32))
 
-    def delete_reference(self, brand: str, ref_id: int) -> None:
+    def delete_reference(self, brand: str, ref_id: int, *, actor: str = LOCAL_ACTOR) -> None:
         with self._write_lock:
-            orphaned = self._write(lambda: self.store.delete_reference(brand, ref_id), apply=lambda _: self.index.remove([ref_id]))
+            orphaned = self._write(lambda: self.store.delete_reference(brand, ref_id, actor=actor), apply=lambda _: self.index.remove([ref_id]))
             self._delete_blobs_if_unused([orphaned] if orphaned else [])
 
     def references_by_ids(self, ids: list[int]) -> dict[int, Reference]:
@@ -322,11 +328,10 @@ def remove_orphans(store: Store, blobs: BlobStore, lock: DataDirLock, features: 
     writing originals to committing rows)."""
     with lock.exclusive():
         leftovers = blobs.remove_temporary_files() + features.remove_leftovers()
-        used = store.used_digests()
-        orphans = blobs.digests() - used
+        orphans = blobs.digests() - store.used_digests()
         for digest in orphans:
             blobs.delete(digest)
-        for digest in features.digests() - used:
+        for digest in features.digests() - store.reference_digests():
             features.delete(digest)
     if orphans or leftovers:
         log.info("removed %d unreferenced originals and %d temporary files", len(orphans), leftovers)

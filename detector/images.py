@@ -95,3 +95,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode == "RGB":
         return image
     return image.convert("RGB")
+
+
+_SIGNATURES = [(b"\xff\xd8", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"),
+               (b"BM", "image/bmp"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff")]
+SUFFIXES = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/bmp": ".bmp", "image/tiff": ".tif",
+            "image/webp": ".webp"}
+
+
+def media_type(data: bytes) -> str:
+    """The image type stored bytes declare by their signature."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((mime for magic, mime in _SIGNATURES if data.startswith(magic)), "application/octet-stream")

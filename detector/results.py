@@ -34,6 +34,15 @@ class AlignmentResult(BaseModel):
     difference: str | None = Field(description="what differs most there: colour or structure")
 
 
+class KnownCounterfeit(BaseModel):
+    """A photo a reviewer confirmed counterfeit that this photo nearly duplicates."""
+
+    check_id: int
+    photo: int
+    similarity: float = Field(description="cosine similarity of the embeddings")
+    hash_distance: int = Field(description="bits in which the 64-bit perceptual hashes differ")
+
+
 class ImageResult(BaseModel):
     index: int
     counterfeit_score: float | None
@@ -42,11 +51,23 @@ class ImageResult(BaseModel):
     nearest_references: list[NearestReference]
     flags: list[str]
     alignment: AlignmentResult | None = Field(default=None, description="null when the photo was not verified by alignment")
+    known_counterfeit: KnownCounterfeit | None = Field(default=None, description="set when the photo is flagged known_counterfeit")
 
 
 class ModelInfo(BaseModel):
     name: str
     version: str
+
+
+class CalibrationInfo(BaseModel):
+    """The thresholds the verdict used: the model's, or the brand's own (refitted on its genuine evidence)."""
+
+    scope: Literal["model", "brand"]
+    suspicious_threshold: float
+    counterfeit_threshold: float
+    source: str | None = Field(default=None, description="for a brand: what its thresholds were fitted on")
+    genuine_photos: int | None = None
+    fitted_at: str | None = None
 
 
 class CheckResult(BaseModel):
@@ -57,10 +78,13 @@ class CheckResult(BaseModel):
                     "nearest_references": [{"id": 7, "brand": "acme", "product": None, "similarity": 0.41}],
                     "flags": ["brand_mismatch"]}],
         "reasons": ["photo 0 looks like other-brand, not acme (similarity 0.62 vs 0.41)"]}]})
+    check_id: int | None = Field(default=None, description="the stored check (GET /v1/checks/{id}); null when not stored")
     listing_id: str | None
     brand: str | None
-    verdict: Verdict
+    verdict: Verdict = Field(description="from the score and the thresholds in 'calibration'; counterfeit whatever the "
+                                         "score when a photo is a near-duplicate of one a reviewer confirmed counterfeit")
     counterfeit_score: float | None = Field(description="in [0, 1], higher is more likely counterfeit; null when unverifiable")
     model: ModelInfo
+    calibration: CalibrationInfo | None = Field(default=None, description="null when unverifiable")
     images: list[ImageResult]
     reasons: list[str]

@@ -168,7 +168,9 @@ class Scorer:
 
     # --- explanation ---
 
-    def reasons(self, evidence: list[PhotoEvidence], brand: str | None, verdict: str) -> list[str]:
+    def reasons(self, evidence: list[PhotoEvidence], brand: str | None, verdict: str, *,
+                suspicious_threshold: float) -> list[str]:
+        """Why the listing got ``verdict`` (``suspicious_threshold``: the one the verdict used)."""
         reasons = []
         scored = [e for e in evidence if e.counterfeit_score is not None]
         for e in scored:
@@ -184,7 +186,7 @@ class Scorer:
             if "unaligned" in e.flags:
                 reasons.append(f"photo {e.index} could not be aligned with the closest {brand} references "
                                f"({e.verification.failure}); its score rests on the embedding signals alone")
-            suspicious = e.counterfeit_score >= self.calibration.suspicious_threshold
+            suspicious = e.counterfeit_score >= suspicious_threshold
             localised = e.verification is not None and e.verification.aligned and ("local_difference" in e.flags or suspicious)
             if localised:
                 v = e.verification
@@ -198,7 +200,7 @@ class Scorer:
             if any(EXPLAINED_FLAGS & set(e.flags) for e in scored):
                 # never "matches closely" beside a reason that says otherwise
                 reasons.append(f"the listing's score ({self.listing_score(evidence):.2f}) stays below the suspicious "
-                               f"threshold ({self.calibration.suspicious_threshold:.2f}), so it is not flagged")
+                               f"threshold ({suspicious_threshold:.2f}), so it is not flagged")
             else:
                 best = max(scored, key=lambda e: e.signals["brand_similarity"])
                 reasons.append(f"photo {best.index} matches {brand} references closely "

@@ -1,4 +1,5 @@
-"""SQLite source of truth: brands, references (with embeddings) and API keys.
+"""SQLite source of truth: brands, references (with embeddings), API keys, stored checks and
+reviewers' decisions, per-brand thresholds, webhooks and the audit log.
 
 WAL journal with ``synchronous=FULL``: a committed transaction survives power loss or ``kill -9``.
 Every change to the gallery bumps ``gallery_version`` in the same transaction, so a cached FAISS
@@ -7,6 +8,7 @@ index knows whether it is stale.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import threading
@@ -57,8 +59,103 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at TEXT NOT NULL,
     revoked_at TEXT
 );
+CREATE TABLE IF NOT EXISTS checks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    listing_id TEXT,
+    brand TEXT,
+    verdict TEXT NOT NULL,
+    score REAL,
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    model TEXT NOT NULL,
+    gallery_version INTEGER NOT NULL,
+    key_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    rescored_at TEXT,
+    decision TEXT,
+    result TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checks_by_brand ON checks(brand, id);
+CREATE INDEX IF NOT EXISTS checks_by_time ON checks(created_at);
+CREATE TABLE IF NOT EXISTS check_photos (
+    check_id INTEGER NOT NULL REFERENCES checks(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    phash INTEGER NOT NULL,
+    embedding BLOB NOT NULL,
+    logit REAL,
+    patches BLOB,
+    signals TEXT NOT NULL,
+    PRIMARY KEY (check_id, idx)
+);
+CREATE INDEX IF NOT EXISTS check_photos_by_sha ON check_photos(sha256);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    check_id INTEGER NOT NULL REFERENCES checks(id),
+    decision TEXT NOT NULL,
+    kind TEXT,
+    note TEXT,
+    key_id TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_by_check ON decisions(check_id);
+CREATE TABLE IF NOT EXISTS brand_calibrations (
+    brand TEXT NOT NULL REFERENCES brands(slug) ON DELETE CASCADE,
+    model TEXT NOT NULL,
+    suspicious REAL NOT NULL,
+    counterfeit REAL NOT NULL,
+    source TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    fitted_at TEXT NOT NULL,
+    PRIMARY KEY (brand, model)
+);
+CREATE TABLE IF NOT EXISTS webhooks (
+    id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    min_verdict TEXT NOT NULL,
+    brand TEXT,
+    secret TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    removed_at TEXT
+);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook_id TEXT NOT NULL REFERENCES webhooks(id),
+    check_id INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON webhook_deliveries(state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS webhook_attempts (
+    delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+    attempt INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    status INTEGER,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
 INSERT OR IGNORE INTO meta(key, value) VALUES ('gallery_version', '0');
+INSERT OR IGNORE INTO meta(key, value) VALUES ('evidence_version', '0');
 """
+# Who made a write that did not come through the API (a ``cfd`` command, a script on the machine).
+LOCAL_ACTOR = "local"
+
+
+def write_audit(conn: sqlite3.Connection, actor: str, action: str, target: str, **detail) -> None:
+    """One audit row, in the caller's transaction: the write and its record commit together."""
+    conn.execute("INSERT INTO audit(at, key_id, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                 (utc_now(), actor, action, target, json.dumps(detail, sort_keys=True)))
 
 
 def utc_now() -> str:
@@ -137,6 +234,11 @@ def _patch_bytes(patches: np.ndarray | None) -> bytes | None:
 _REF_COLUMNS = "id, brand, product, sha256, width, height, created_at"
 
 
+def _digest_used(conn: sqlite3.Connection, digest: str) -> bool:
+    return bool(conn.execute("SELECT 1 FROM refs WHERE sha256 = ? UNION ALL SELECT 1 FROM check_photos WHERE sha256 = ? LIMIT 1",
+                             (digest, digest)).fetchone())
+
+
 def _reference(row: sqlite3.Row, duplicate: bool = False) -> Reference:
     return Reference(row[0], row[1], row[2], row[3], row[4], row[5], row[6], duplicate)
 
@@ -172,7 +274,7 @@ class Store:
                     self._conn.execute("ROLLBACK")
                 raise
 
-    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
@@ -181,11 +283,11 @@ class Store:
         conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'gallery_version'")
 
     def gallery_version(self) -> int:
-        return int(self._query("SELECT value FROM meta WHERE key = 'gallery_version'")[0][0])
+        return int(self.query("SELECT value FROM meta WHERE key = 'gallery_version'")[0][0])
 
     # --- brands ---
 
-    def create_brand(self, slug: str, display_name: str | None = None) -> dict:
+    def create_brand(self, slug: str, display_name: str | None = None, *, actor: str = LOCAL_ACTOR) -> dict:
         validate_brand_slug(slug)
         display_name = slug if display_name is None or display_name == "" else display_name
         if len(display_name) > MAX_DISPLAY_NAME_LENGTH:
@@ -194,24 +296,25 @@ class Store:
             if conn.execute("SELECT 1 FROM brands WHERE slug = ?", (slug,)).fetchone():
                 raise ConflictError(f"brand {slug!r} already exists")
             conn.execute("INSERT INTO brands(slug, display_name, created_at) VALUES (?, ?, ?)", (slug, display_name, utc_now()))
+            write_audit(conn, actor, "brand.create", slug, display_name=display_name)
         return {"brand": slug, "display_name": display_name, "reference_count": 0}
 
     def require_brand(self, slug: str) -> None:
         validate_brand_slug(slug)
-        if not self._query("SELECT 1 FROM brands WHERE slug = ?", (slug,)):
+        if not self.query("SELECT 1 FROM brands WHERE slug = ?", (slug,)):
             raise UnknownBrandError(f"unknown brand {slug!r}")
 
     def brand_exists(self, slug: str) -> bool:
-        return bool(BRAND_SLUG.match(slug or "")) and bool(self._query("SELECT 1 FROM brands WHERE slug = ?", (slug,)))
+        return bool(BRAND_SLUG.match(slug or "")) and bool(self.query("SELECT 1 FROM brands WHERE slug = ?", (slug,)))
 
     def list_brands(self) -> list[dict]:
-        rows = self._query(
+        rows = self.query(
             "SELECT b.slug, b.display_name, COUNT(r.id) FROM brands b LEFT JOIN refs r ON r.brand = b.slug "
             "GROUP BY b.slug ORDER BY b.slug"
         )
         return [{"brand": s, "display_name": d, "reference_count": n} for s, d, n in rows]
 
-    def delete_brand(self, slug: str) -> list[str]:
+    def delete_brand(self, slug: str, *, actor: str = LOCAL_ACTOR) -> list[str]:
         """Delete a brand, its references and its keys (a brand created again later starts with none);
         returns sha256s no longer referenced by anyone."""
         self.require_brand(slug)
@@ -220,11 +323,13 @@ class Store:
             conn.execute("DELETE FROM brands WHERE slug = ?", (slug,))
             conn.execute("UPDATE api_keys SET revoked_at = ? WHERE brand = ? AND revoked_at IS NULL", (utc_now(), slug))
             self._bump_version(conn)
-            return [s for s in shas if not conn.execute("SELECT 1 FROM refs WHERE sha256 = ?", (s,)).fetchone()]
+            write_audit(conn, actor, "brand.delete", slug, references=len(shas))
+            return [s for s in shas if not _digest_used(conn, s)]
 
     # --- references ---
 
-    def add_references(self, brand: str, items: list[NewReference], *, product: str | None, model: str) -> list[Reference]:
+    def add_references(self, brand: str, items: list[NewReference], *, product: str | None, model: str,
+                       actor: str = LOCAL_ACTOR) -> list[Reference]:
         """Insert all items in one transaction; identical bytes already in the brand come back as duplicates."""
         product = validate_product(product)
         results: list[Reference] = []
@@ -248,11 +353,12 @@ class Store:
                 results.append(_reference(row))
             if any(not r.duplicate for r in results):
                 self._bump_version(conn)
+                write_audit(conn, actor, "reference.add", brand, ids=[r.id for r in results if not r.duplicate])
         return results
 
     def list_references(self, brand: str, *, limit: int = 100, after: int | None = None) -> list[Reference]:
         self.require_brand(brand)
-        rows = self._query(
+        rows = self.query(
             f"SELECT {_REF_COLUMNS} FROM refs WHERE brand = ? AND id > ? ORDER BY id LIMIT ?",
             (brand, after or 0, limit),
         )
@@ -260,7 +366,7 @@ class Store:
 
     def get_reference(self, brand: str, ref_id: int) -> Reference:
         self.require_brand(brand)
-        rows = self._query(f"SELECT {_REF_COLUMNS} FROM refs WHERE brand = ? AND id = ?", (brand, ref_id))
+        rows = self.query(f"SELECT {_REF_COLUMNS} FROM refs WHERE brand = ? AND id = ?", (brand, ref_id))
         if not rows:
             raise NotFoundError(f"reference {ref_id} not found in brand {brand!r}")
         return _reference(rows[0])
@@ -269,9 +375,9 @@ class Store:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        return {r[0]: _reference(r) for r in self._query(f"SELECT {_REF_COLUMNS} FROM refs WHERE id IN ({marks})", tuple(ids))}
+        return {r[0]: _reference(r) for r in self.query(f"SELECT {_REF_COLUMNS} FROM refs WHERE id IN ({marks})", tuple(ids))}
 
-    def delete_reference(self, brand: str, ref_id: int) -> str | None:
+    def delete_reference(self, brand: str, ref_id: int, *, actor: str = LOCAL_ACTOR) -> str | None:
         """Delete one reference; returns its sha256 if no other reference uses those bytes."""
         self.require_brand(brand)
         with self.transaction() as conn:
@@ -280,14 +386,14 @@ class Store:
                 raise NotFoundError(f"reference {ref_id} not found in brand {brand!r}")
             conn.execute("DELETE FROM refs WHERE id = ?", (ref_id,))
             self._bump_version(conn)
-            still_used = conn.execute("SELECT 1 FROM refs WHERE sha256 = ?", (row[0],)).fetchone()
-            return None if still_used else row[0]
+            write_audit(conn, actor, "reference.delete", brand, id=ref_id)
+            return None if _digest_used(conn, row[0]) else row[0]
 
     def all_embeddings(self, dim: int, *, model: str | None = None) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
         """(ids int64, brands, embeddings (N, dim) float32, model fingerprints) of every reference
         (only those embedded by ``model``, if given)."""
         where, params = ("WHERE model = ?", (model,)) if model is not None else ("", ())
-        rows = self._query(f"SELECT id, brand, model, embedding FROM refs {where} ORDER BY id", params)
+        rows = self.query(f"SELECT id, brand, model, embedding FROM refs {where} ORDER BY id", params)
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         brands = [r[1] for r in rows]
         models = [r[2] for r in rows]
@@ -298,9 +404,14 @@ class Store:
                 matrix[i] = vector
         return ids, brands, matrix, models
 
+    def brand_embeddings(self, brand: str, *, model: str) -> list[tuple[int, str, np.ndarray]]:
+        """(id, sha256, embedding) of a brand's references embedded by ``model``."""
+        rows = self.query("SELECT id, sha256, embedding FROM refs WHERE brand = ? AND model = ? ORDER BY id", (brand, model))
+        return [(r[0], r[1], np.frombuffer(r[2], np.float32)) for r in rows]
+
     def stale_references(self, model: str) -> list[tuple[int, str]]:
         """(id, sha256) of references embedded by another model."""
-        return [(r[0], r[1]) for r in self._query("SELECT id, sha256 FROM refs WHERE model != ? ORDER BY id", (model,))]
+        return [(r[0], r[1]) for r in self.query("SELECT id, sha256 FROM refs WHERE model != ? ORDER BY id", (model,))]
 
     def update_embeddings(self, updates: list[tuple[int, np.ndarray, np.ndarray | None]], *, model: str) -> None:
         with self.transaction() as conn:
@@ -316,42 +427,49 @@ class Store:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        rows = self._query(f"SELECT id, patches FROM refs WHERE id IN ({marks}) AND patches IS NOT NULL", tuple(ids))
+        rows = self.query(f"SELECT id, patches FROM refs WHERE id IN ({marks}) AND patches IS NOT NULL", tuple(ids))
         return {r[0]: np.frombuffer(r[1], dtype=np.float16).reshape(-1, record_width) for r in rows}
 
     def used_digests(self) -> set[str]:
-        return {r[0] for r in self._query("SELECT DISTINCT sha256 FROM refs")}
+        """Digests of every stored original: references' and stored checks' photos."""
+        return {r[0] for r in self.query("SELECT sha256 FROM refs UNION SELECT sha256 FROM check_photos")}
+
+    def reference_digests(self) -> set[str]:
+        return {r[0] for r in self.query("SELECT DISTINCT sha256 FROM refs")}
 
     def used_digests_among(self, digests: list[str]) -> set[str]:
         if not digests:
             return set()
         marks = ",".join("?" * len(digests))
-        return {r[0] for r in self._query(f"SELECT DISTINCT sha256 FROM refs WHERE sha256 IN ({marks})", tuple(digests))}
+        return {r[0] for r in self.query(f"SELECT sha256 FROM refs WHERE sha256 IN ({marks}) UNION "
+                                          f"SELECT sha256 FROM check_photos WHERE sha256 IN ({marks})", tuple(digests) * 2)}
 
     def reference_count(self) -> int:
-        return int(self._query("SELECT COUNT(*) FROM refs")[0][0])
+        return int(self.query("SELECT COUNT(*) FROM refs")[0][0])
 
     # --- API keys ---
 
-    def add_api_key(self, record: ApiKeyRecord) -> None:
+    def add_api_key(self, record: ApiKeyRecord, *, actor: str = LOCAL_ACTOR) -> None:
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO api_keys(id, key_hash, role, brand, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL)",
                 (record.id, record.key_hash, record.role, record.brand, record.created_at),
             )
+            write_audit(conn, actor, "key.create", record.id, role=record.role, brand=record.brand)
 
     def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
-        rows = self._query("SELECT id, key_hash, role, brand, created_at, revoked_at FROM api_keys WHERE key_hash = ?", (key_hash,))
+        rows = self.query("SELECT id, key_hash, role, brand, created_at, revoked_at FROM api_keys WHERE key_hash = ?", (key_hash,))
         return ApiKeyRecord(*rows[0]) if rows else None
 
     def list_api_keys(self) -> list[ApiKeyRecord]:
-        return [ApiKeyRecord(*r) for r in self._query("SELECT id, key_hash, role, brand, created_at, revoked_at FROM api_keys ORDER BY created_at")]
+        return [ApiKeyRecord(*r) for r in self.query("SELECT id, key_hash, role, brand, created_at, revoked_at FROM api_keys ORDER BY created_at")]
 
-    def revoke_api_key(self, key_id: str) -> None:
+    def revoke_api_key(self, key_id: str, *, actor: str = LOCAL_ACTOR) -> None:
         with self.transaction() as conn:
             cursor = conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (utc_now(), key_id))
             if cursor.rowcount == 0:
                 raise NotFoundError(f"no active API key with id {key_id!r}")
+            write_audit(conn, actor, "key.revoke", key_id)
 
     def active_key_count(self) -> int:
-        return int(self._query("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL")[0][0])
+        return int(self.query("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL")[0][0])

@@ -111,5 +111,5 @@ def test_a_database_from_before_patch_records_is_migrated(tmp_path):
     conn.commit()
     conn.close()
     store = Store(tmp_path / "db.sqlite3")
-    assert "patches" in {row[1] for row in store._query("PRAGMA table_info(refs)")}
+    assert "patches" in {row[1] for row in store.query("PRAGMA table_info(refs)")}
     store.close()

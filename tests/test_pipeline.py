@@ -32,7 +32,12 @@ def test_result_shape(detector, zero_shot):
     assert result["model"] == {"name": zero_shot.name, "version": zero_shot.version}
     image = result["images"][0]
     assert set(image) == {"index", "counterfeit_score", "brand_similarity", "predicted_brand", "nearest_references", "flags",
-                          "alignment"}
+                          "alignment", "known_counterfeit"}
+    assert image["known_counterfeit"] is None
+    assert result["check_id"] >= 1  # on record
+    assert result["calibration"] == {"scope": "model", "suspicious_threshold": zero_shot.calibration.suspicious_threshold,
+                                     "counterfeit_threshold": zero_shot.calibration.counterfeit_threshold,
+                                     "source": None, "genuine_photos": None, "fitted_at": None}
     assert set(image["alignment"]) == {"aligned", "reference_id", "inliers", "inlier_ratio", "failure", "heatmap",
                                        "suspicious_box", "region", "difference"}
     nearest = image["nearest_references"]

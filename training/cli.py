@@ -28,6 +28,10 @@ def cmd_calibrate(args) -> None:
     from detector.evaluation.run import evaluate_rows
     from training.calibrate import fit_calibration, validate_features, write_calibrated_model
 
+    if args.per_brand:
+        return _calibrate_per_brand(args)
+    if args.data is None:
+        raise InvalidInputError("--data is needed (or --per-brand, to refit brands' thresholds in a data directory)")
     model = load_model_from_args(args)
     features = args.features.split(",")
     aligned = args.aligned_features.split(",") if args.aligned_features else None
@@ -39,6 +43,31 @@ def cmd_calibrate(args) -> None:
     if args.out:
         print(f"wrote the model folder {write_calibrated_model(model, calibration, args.out)}", file=sys.stderr)
     print(json.dumps(calibration.to_dict(), indent=2))
+
+
+def _calibrate_per_brand(args) -> None:
+    """Refit each brand's thresholds on its genuine evidence in the data directory (detector.brand_calibration)."""
+    import json
+
+    from detector.brand_calibration import BrandCalibrator
+    from detector.cli import resolve_data_dir
+    from detector.runtime import open_runtime
+    from detector.store import LOCAL_ACTOR
+
+    args.data_dir, args.creates_data_dir = args.per_brand_data_dir, False
+    resolve_data_dir(args)
+    runtime = open_runtime(args.data_dir, load_model_from_args(args), reembed=args.reembed)
+    calibrator = BrandCalibrator(runtime.detector)
+    brands = args.brand or [b["brand"] for b in runtime.gallery.store.list_brands()]
+    fitted, skipped = [], {}
+    for brand in brands:
+        try:
+            fitted.append(calibrator.calibrate(brand, actor=LOCAL_ACTOR))
+        except InvalidInputError as exc:
+            if args.brand:  # a brand asked for by name must calibrate
+                raise
+            skipped[brand] = exc.message
+    print(json.dumps({"calibrated": fitted, "skipped": skipped}, indent=2))
 
 
 def cmd_train(args) -> None:
@@ -65,7 +94,14 @@ def register(commands) -> None:
 
     p = add_command(commands, "calibrate", cmd_calibrate, "fit a model's score fusion and thresholds on a dataset "
                     "(logistic fusion, thresholds at target FPRs)", data_dir=False)
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", default=None, help="dataset to fit the model's calibration on")
+    p.add_argument("--per-brand", action="store_true",
+                   help="instead: refit each brand's thresholds in a data directory on its decided checks (or, "
+                        "with too few, its references left out one at a time)")
+    p.add_argument("--data-dir", dest="per_brand_data_dir", default=None,
+                   help="with --per-brand: the data directory (default: $CFD_DATA_DIR, else ./var)")
+    p.add_argument("--brand", action="append", default=None, help="with --per-brand: only this brand (repeatable)")
+    p.add_argument("--reembed", action="store_true", help="with --per-brand: re-embed references another model made")
     p.add_argument("--features", default="brand_similarity,brand_margin", help="the embedding fusion's signals")
     p.add_argument("--aligned-features", default=None, metavar="SIGNALS",
                    help="alignment signals added to the embedding fusion for photos that align with a reference "

@@ -23,10 +23,11 @@ from detector.service.admission import Admission
 from detector.service.batching import MicroBatcher
 from detector.service.errors import install_error_handlers
 from detector.service.metrics import ServiceMetrics
-from detector.service.routes import brands, check, health, references
+from detector.service.routes import admin, brands, check, checks, health, references
 from detector.service.settings import Settings
 from detector.service.uploads import BodyGuard
-from detector.store import DB_FILE, Store
+from detector.store import DB_FILE, LOCAL_ACTOR, Store
+from detector.webhooks import Dispatcher
 
 log = logging.getLogger("detector.service")
 access_log = logging.getLogger("detector.access")
@@ -36,10 +37,14 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         loader = asyncio.create_task(_load(app))
+        pruner = asyncio.create_task(_prune_periodically(app))
+        app.state.dispatcher.start()
         try:
             yield
         finally:
             loader.cancel()
+            pruner.cancel()
+            await asyncio.to_thread(app.state.dispatcher.stop)
             if app.state.batcher is not None:
                 await app.state.batcher.stop()
             if app.state.runtime is not None:
@@ -54,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = Store(settings.data_dir / DB_FILE)
+    app.state.dispatcher = Dispatcher(app.state.store, settings.webhooks)
     app.state.runtime = None
     app.state.batcher = None
     app.state.admission = Admission(settings.max_queue)
@@ -63,7 +69,8 @@ def create_app(settings: Settings) -> FastAPI:
         queue_depth=lambda: app.state.batcher.queued_images if app.state.batcher else 0,
     )
     install_error_handlers(app)
-    for router in (health.router, brands.router, references.router, check.build_router(settings.limits)):
+    for router in (health.router, brands.router, references.router, check.build_router(settings.limits), checks.router,
+                   admin.router):
         app.include_router(router)
     app.middleware("http")(_observe)
     app.add_middleware(BodyGuard, max_form_bytes=settings.max_form_bytes, max_json_bytes=settings.limits.max_batch_bytes,
@@ -89,6 +96,24 @@ async def _load(app: FastAPI) -> None:
     app.state.runtime = runtime
     log.info("ready: model %s %s (%s), %d references", runtime.model.name, runtime.model.version,
              runtime.gallery.embedder.precision, len(runtime.gallery.index))
+
+
+async def _prune_periodically(app: FastAPI) -> None:
+    """Retention: undecided checks older than the setting go, once at start and then every hour."""
+    settings: Settings = app.state.settings
+    if settings.check_retention_days is None:
+        return
+    while True:
+        runtime = app.state.runtime
+        if runtime is not None:
+            try:
+                deleted = await asyncio.to_thread(runtime.gallery.checks.prune, older_than_days=settings.check_retention_days,
+                                                  actor=LOCAL_ACTOR)
+                if deleted:
+                    log.info("retention: deleted %d undecided checks older than %s days", deleted, settings.check_retention_days)
+            except Exception:  # a full disk or a busy database: try again next round
+                log.exception("pruning old checks failed")
+        await asyncio.sleep(settings.prune_interval_s if runtime is not None else 1.0)
 
 
 async def _observe(request: Request, call_next):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from detector.errors import InvalidInputError
 from detector.limits import Limits
+from detector.webhooks import DeliveryPolicy
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class Settings:
     max_connections: int = 1000  # open connections; more are closed at once
     dev_no_auth: bool = False
     init_admin_key: Path | None = None
+    check_retention_days: float | None = None  # undecided checks older than this are deleted (None: kept)
+    prune_interval_s: float = 3600.0
+    webhooks: DeliveryPolicy = field(default_factory=DeliveryPolicy)
 
     @property
     def max_form_bytes(self) -> int:
@@ -71,6 +75,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-alignment", dest="alignment", action="store_false",
                         help="skip aligned verification: checks cost their embedding alone and carry no heatmaps "
                              "(refused for a model whose calibration scores aligned photos)")
+    parser.add_argument("--check-retention-days", type=float, default=None, metavar="DAYS",
+                        help="delete undecided stored checks older than this, hourly (default: keep them)")
+    parser.add_argument("--webhook-max-attempts", type=int, default=DeliveryPolicy().max_attempts,
+                        help="attempts per webhook delivery before it is marked failed")
     parser.add_argument("--insecure-dev-no-auth", dest="dev_no_auth", action="store_true",
                         help="development only: accept requests without a key (loopback hosts only)")
     parser.add_argument("--init-admin-key", type=Path, default=None, metavar="FILE",
@@ -80,6 +88,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     if args.max_queue < args.max_files:
         raise InvalidInputError(f"--max-queue ({args.max_queue}) must hold one full check (--max-files {args.max_files})")
+    if args.check_retention_days is not None and args.check_retention_days <= 0:
+        raise InvalidInputError("--check-retention-days must be positive")
+    if args.webhook_max_attempts < 1:
+        raise InvalidInputError("--webhook-max-attempts must be at least 1")
     if min(args.max_batch, args.max_connections) < 1 or min(args.header_timeout, args.body_timeout) <= 0 or args.max_wait_ms < 0:
         raise InvalidInputError("limits and timeouts must be positive and --max-wait-ms not negative")
     try:
@@ -92,4 +104,5 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         limits=limits, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         micro_batching=args.micro_batching, alignment=args.alignment, header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
         max_connections=args.max_connections, dev_no_auth=args.dev_no_auth, init_admin_key=args.init_admin_key,
+        check_retention_days=args.check_retention_days, webhooks=DeliveryPolicy(max_attempts=args.webhook_max_attempts),
     )

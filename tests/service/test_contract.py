@@ -85,7 +85,10 @@ def test_check_result_shape_and_verdicts(service):
                            data={"brand": "acme", "listing_id": "L-9"})
     assert response.status_code == 200
     result = response.json()
-    assert set(result) == {"listing_id", "brand", "verdict", "counterfeit_score", "model", "images", "reasons"}
+    assert set(result) == {"check_id", "listing_id", "brand", "verdict", "counterfeit_score", "model", "calibration", "images",
+                           "reasons"}
+    stored = client.get(f"/v1/checks/{result['check_id']}", headers=headers).json()
+    assert stored["result"] == result and stored["key_id"] == keys["pipeline"].split("_")[1]
     assert result["listing_id"] == "L-9" and result["brand"] == "acme"
     assert result["model"] == {"name": "zero-shot-efficientnet-lite0", "version": "1.0.0"}
     image = result["images"][0]

@@ -15,7 +15,7 @@ ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
 @router.post("", status_code=201, response_model=Brand, responses={**ERRORS, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}})
 def create_brand(body: BrandCreate, principal: AdminKey, runtime: RuntimeDep) -> dict:
     """Create a brand (admin). 409 if it exists."""
-    return runtime.gallery.create_brand(body.brand, body.display_name)
+    return runtime.gallery.create_brand(body.brand, body.display_name, actor=principal.key_id)
 
 
 @router.get("", response_model=BrandList, responses=ERRORS)
@@ -27,5 +27,5 @@ def list_brands(principal: AnyKey, runtime: RuntimeDep) -> dict:
 async def delete_brand(brand: str, principal: AdminKey, runtime: RuntimeDep) -> Response:
     """Delete a brand and all its references (admin)."""
     validate_brand_slug(brand)
-    await run_in_threadpool(runtime.gallery.delete_brand, brand)
+    await run_in_threadpool(runtime.gallery.delete_brand, brand, actor=principal.key_id)
     return Response(status_code=204)

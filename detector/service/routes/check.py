@@ -34,11 +34,13 @@ def _check_body(limits: Limits) -> dict:
                        "listing_id": {"type": "string"}}}}}}}
 
 
-async def _run_check(runtime: Runtime, batcher: MicroBatcher, admission: Admission, files: list[UploadFile], *,
-                     brand: str | None, listing_id: str | None, allowance: PixelAllowance | None = None) -> CheckResult:
+async def run_check(runtime: Runtime, batcher: MicroBatcher, admission: Admission, files: list[UploadFile], *,
+                     brand: str | None, listing_id: str | None, key_id: str, allowance: PixelAllowance | None = None,
+                     genuine_example: bool = False) -> CheckResult:
     with admission.hold(len(files)):
         return await run_in_threadpool(runtime.detector.check, files, brand=brand, listing_id=listing_id,
-                                       embed=batcher.embed_blocking, allowance=allowance)
+                                       embed=batcher.embed_blocking, allowance=allowance, key_id=key_id,
+                                       genuine_example=genuine_example)
 
 
 def _decode_base64(data: str, *, name: str, max_bytes: int) -> bytes:
@@ -60,8 +62,8 @@ def build_router(limits: Limits) -> APIRouter:
         admission.admit()
         files, fields = await read_photo_form(request, max_files=limits.max_files_per_check,
                                               max_file_bytes=limits.max_file_bytes, fields=("brand", "listing_id"))
-        return await _run_check(runtime, batcher, admission, files, brand=fields.get("brand") or None,
-                                listing_id=fields.get("listing_id"))
+        return await run_check(runtime, batcher, admission, files, brand=fields.get("brand") or None,
+                                listing_id=fields.get("listing_id"), key_id=principal.key_id)
 
     @router.post("/batch", response_model=BatchResponse, responses=ERRORS,
                  description=f"Check up to {limits.max_batch_listings} listings; a bad listing gets its own error entry, "
@@ -89,8 +91,8 @@ def build_router(limits: Limits) -> APIRouter:
                 async with running:
                     files = [UploadFile(f"image {i}", _decode_base64(img.base64, name=f"image {i}", max_bytes=limits.max_file_bytes))
                              for i, img in enumerate(listing.images)]
-                    return await _run_check(runtime, batcher, admission, files, brand=listing.brand,
-                                            listing_id=listing.listing_id, allowance=allowance)
+                    return await run_check(runtime, batcher, admission, files, brand=listing.brand,
+                                            listing_id=listing.listing_id, key_id=principal.key_id, allowance=allowance)
             except DetectorError as exc:
                 return {"listing_id": listing.listing_id, "error": {"code": exc.code, "message": exc.message}}
 

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from detector.images import media_type
 from detector.service.auth import AnyKey, require_brand_access
 from detector.service.deps import RuntimeDep
 from detector.service.schemas import ErrorBody, ReferenceList, ReferencesCreated
@@ -35,7 +36,8 @@ async def add_references(brand: str, request: Request, principal: AnyKey, runtim
     limits = runtime.gallery.limits
     files, fields = await read_photo_form(request, max_files=limits.max_files_per_upload,
                                           max_file_bytes=limits.max_file_bytes, fields=("product",))
-    refs = await run_in_threadpool(runtime.gallery.add_references, brand, files, product=fields.get("product"))
+    refs = await run_in_threadpool(runtime.gallery.add_references, brand, files, product=fields.get("product"),
+                                   actor=principal.key_id)
     return {"references": [r.to_dict() for r in refs]}
 
 
@@ -50,25 +52,17 @@ def list_references(brand: str, principal: AnyKey, runtime: RuntimeDep,
     return {"references": [r.to_dict() for r in page], "next": page[-1].id if len(refs) > limit else None}
 
 
-def _media_type(data: bytes) -> str:
-    signatures = [(b"\xff\xd8", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"),
-                  (b"BM", "image/bmp"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff")]
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return next((mime for magic, mime in signatures if data.startswith(magic)), "application/octet-stream")
-
-
 @router.get("/{ref_id}/image", response_class=Response, responses={**ERRORS, 200: {"content": {"image/*": {}}}})
 def reference_image(brand: str, ref_id: ReferenceId, principal: AnyKey, runtime: RuntimeDep) -> Response:
     """The original bytes as uploaded."""
     _brand_for(principal, runtime, brand, write=False)
     reference, data = runtime.gallery.reference_image(brand, ref_id)
-    return Response(data, media_type=_media_type(data),
+    return Response(data, media_type=media_type(data),
                     headers={"ETag": f'"{reference.sha256}"', "X-Content-Type-Options": "nosniff"})
 
 
 @router.delete("/{ref_id}", status_code=204, responses=ERRORS)
 async def delete_reference(brand: str, ref_id: ReferenceId, principal: AnyKey, runtime: RuntimeDep) -> Response:
     _brand_for(principal, runtime, brand, write=True)
-    await run_in_threadpool(runtime.gallery.delete_reference, brand, ref_id)
+    await run_in_threadpool(runtime.gallery.delete_reference, brand, ref_id, actor=principal.key_id)
     return Response(status_code=204)
