@@ -175,3 +175,44 @@ def test_a_command_with_another_model_never_re_embeds_a_data_directory_unasked(t
     assert json.loads(cfd("check", "--brand", "acme", str(photos / "listing.png"), data_dir=data).stdout)["verdict"] != "unverifiable"
     done = cfd(*other, "--reembed", data_dir=data)
     assert json.loads(done.stdout)["model"]["name"] == "patchy"
+
+
+def test_review_workflow_from_the_command_line(tmp_path, photos):
+    data = tmp_path / "var"
+    for brand in ("acme", "zenit"):
+        cfd("brands", "add", brand, data_dir=data)
+        cfd("references", "add", brand, str(photos / brand), data_dir=data)
+    listing = json.loads(cfd("check", "--brand", "acme", str(photos / "listing.png"), data_dir=data).stdout)
+    queue = json.loads(cfd("checks", "list", "--decision", "undecided", data_dir=data).stdout)
+    assert [c["id"] for c in queue["checks"]] == [listing["check_id"]] and queue["checks"][0]["key_id"] == "local"
+    cfd("checks", "decide", str(listing["check_id"]), "counterfeit", "--kind", "lookalike", data_dir=data)
+    shown = json.loads(cfd("checks", "show", str(listing["check_id"]), data_dir=data).stdout)
+    assert shown["decision"] == "counterfeit" and shown["decisions"][0]["kind"] == "lookalike"
+
+    # too little evidence: the brand is named as skipped, not calibrated
+    calibrated = json.loads(cfd("calibrate", "--per-brand", data_dir=data).stdout)
+    assert calibrated["calibrated"] == [] and set(calibrated["skipped"]) == {"acme", "zenit"}
+    refused = cfd("calibrate", "--per-brand", "--brand", "acme", data_dir=data, check=False)
+    assert refused.returncode == 1 and "too little genuine evidence" in refused.stderr
+    more = tmp_path / "more"
+    more.mkdir()
+    for i in range(3, 12):
+        (more / f"{i}.png").write_bytes(product_photo("acme", i))
+    cfd("references", "add", "acme", str(more), data_dir=data)
+    calibrated = json.loads(cfd("calibrate", "--per-brand", "--brand", "acme", data_dir=data).stdout)
+    assert calibrated["calibrated"][0]["calibration"]["source"] == "leave-one-out"
+    assert calibrated["calibrated"][0]["decided_counterfeit"]["n"] == 1
+
+    (more / "listing.png").write_bytes((photos / "listing.png").read_bytes())
+    cfd("references", "add", "acme", str(more / "listing.png"), data_dir=data)  # the listing's photo is now a reference
+    rescored = json.loads(cfd("checks", "rescore", "--brand", "acme", data_dir=data).stdout)
+    assert rescored["rescored"] == 1 and rescored["skipped_other_model"] == 0
+    shown = json.loads(cfd("checks", "show", str(listing["check_id"]), data_dir=data).stdout)
+    assert shown["rescored_at"] and shown["result"]["images"][0]["brand_similarity"] == 1.0
+    assert shown["counterfeit_score"] < listing["counterfeit_score"]
+
+    exported = json.loads(cfd("export", "decisions", "--out", str(tmp_path / "export"), data_dir=data).stdout)
+    assert exported["counterfeit_photos"] == 1 and exported["references"] == 13
+    assert len(list((tmp_path / "export" / "acme" / "counterfeit" / "lookalike").iterdir())) == 1
+    pruned = cfd("checks", "prune", "--older-than-days", "1", data_dir=data)
+    assert "deleted 0 undecided" in pruned.stderr

@@ -232,3 +232,44 @@ def test_a_deleted_reference_keeps_the_bytes_a_stored_check_uses(detector):
     assert ref.sha256 in detector.gallery.blobs.digests()
     assert detector.gallery.remove_orphans() == 0 and ref.sha256 in detector.gallery.blobs.digests()
 
+
+
+def test_webhook_deliveries_wait_in_the_outbox_until_a_receiver_answers(detector):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from detector import webhooks
+    from detector.store import DB_FILE, Store
+
+    got: list[bytes] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            got.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/"
+    receiver.server_close()  # nobody listens yet
+    webhooks.create(detector.gallery.store, url=url, min_verdict="genuine", brand=None, actor="admin")
+    check_id = detector.check([_photo("acme", 230)], brand="acme").check_id
+
+    policy = webhooks.DeliveryPolicy(max_attempts=3, retry_base_s=0.0, timeout_s=2)
+    store = Store(detector.gallery.data_dir / DB_FILE)  # another process's view: the outbox is in the database
+    try:
+        assert webhooks.Dispatcher(store, policy).deliver_due() == 1  # refused: stays pending
+        assert store.query("SELECT state, attempts FROM webhook_deliveries")[0] == ("pending", 1)
+        receiver = ThreadingHTTPServer(("127.0.0.1", receiver.server_address[1]), Receiver)
+        threading.Thread(target=receiver.serve_forever, daemon=True).start()
+        store.query("UPDATE webhook_deliveries SET next_attempt_at = 0")  # its backoff has passed
+        assert webhooks.Dispatcher(store, policy).deliver_due() == 1
+        assert store.query("SELECT state, attempts FROM webhook_deliveries")[0] == ("delivered", 2)
+        assert len(got) == 1 and b'"check_id":%d' % check_id in got[0]
+        assert webhooks.Dispatcher(store, policy).deliver_due() == 0  # delivered once
+    finally:
+        receiver.shutdown()
+        store.close()

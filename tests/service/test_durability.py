@@ -1,4 +1,5 @@
-"""A 201 survives kill -9: a real server, uploads in flight, SIGKILL, restart, compare."""
+"""A 201 (or a check's 200 with its check_id) survives kill -9: a real server, uploads and checks in
+flight, SIGKILL, restart, compare."""
 
 from __future__ import annotations
 
@@ -47,7 +48,25 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
                     with lock:
                         acked[response.json()["references"][0]["id"]] = hashlib.sha256(data).hexdigest()
 
-    threads = [threading.Thread(target=uploader, args=(w,)) for w in range(4)]
+    checks: dict[int, tuple[dict, str]] = {}  # check id -> (result, sha256 of its photo) of every check answered 200
+
+    def checker(worker: int) -> None:
+        seed = 50_000 + worker * 1000
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                seed += 1
+                data = product_photo("zenit", seed)
+                try:
+                    response = client.post(f"{server.url}/v1/check", headers=auth(keys["pipeline"]),
+                                           files=[("files", ("l.png", data, "image/png"))], data={"brand": "acme"})
+                except httpx.HTTPError:
+                    return
+                if response.status_code == 200:
+                    with lock:
+                        checks[response.json()["check_id"]] = (response.json(), hashlib.sha256(data).hexdigest())
+
+    threads = [threading.Thread(target=uploader, args=(w,)) for w in range(4)] + \
+        [threading.Thread(target=checker, args=(w,)) for w in range(2)]
     for t in threads:
         t.start()
     deadline = time.monotonic() + 60
@@ -64,7 +83,7 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
     stop.set()
     for t in threads:
         t.join(timeout=60)
-    assert len(acked) >= 12
+    assert len(acked) >= 12 and checks
 
     server.start()
     try:
@@ -82,5 +101,10 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
         assert ready["references"] == len(stored)
         brands = httpx.get(f"{server.url}/v1/brands", headers=auth(keys["admin"]), timeout=30).json()["brands"]
         assert {b["brand"]: b["reference_count"] for b in brands}["acme"] == len(stored)
+        for check_id, (result, digest) in checks.items():
+            record = httpx.get(f"{server.url}/v1/checks/{check_id}", headers=auth(keys["admin"]), timeout=30)
+            assert record.status_code == 200 and record.json()["result"] == result, f"acknowledged check {check_id} was lost"
+            photo = httpx.get(f"{server.url}/v1/checks/{check_id}/photos/0", headers=auth(keys["admin"]), timeout=30)
+            assert hashlib.sha256(photo.content).hexdigest() == digest
     finally:
         server.stop()
