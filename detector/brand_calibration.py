@@ -26,6 +26,7 @@ from detector.pipeline import Detector
 from detector.pixel_budget import PixelAllowance
 
 DECISIONS, LEAVE_ONE_OUT = "decisions", "leave-one-out"
+MAX_EVIDENCE = 10_000  # the most recent decided checks a fit reads (their embeddings are held at once)
 
 
 class IndexWithout:
@@ -107,7 +108,7 @@ class BrandCalibrator:
     def decided_scores(self, brand: str, decision: str) -> list[float]:
         """Listing scores of the brand's checks whose latest decision is ``decision``."""
         checks = self.gallery.checks
-        decided = checks.decided(brand=brand, decision=decision)
+        decided = checks.decided(brand=brand, decision=decision, latest=MAX_EVIDENCE)
         photos = checks.photos([c["id"] for c in decided])
         by_sha: dict[str, set[int]] = {}
         for rid, sha, _ in self.gallery.store.brand_embeddings(brand, model=self.model):

@@ -70,6 +70,7 @@ class CheckFilter:
     since: str | None = None  # ISO 8601 times, inclusive / exclusive
     until: str | None = None
     key_id: str | None = None  # only checks this key asked for
+    claimed: bool | None = None  # True: only checks whose listing claimed the brand
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,10 @@ class CheckLog:
 
     # --- writing ---
 
-    def record(self, result: CheckResult, photos: Sequence[StoredPhoto], *, model: str, gallery_version: int,
+    def record(self, result: CheckResult, photos: Sequence[StoredPhoto], *, claimed: bool, model: str, gallery_version: int,
                key_id: str, source: str = "check", decision: Decision | None = None) -> int:
-        """Store a check (and, for a genuine example, its decision); returns its id and sets ``result.check_id``."""
+        """Store a check (and, for a genuine example, its decision); returns its id and sets ``result.check_id``.
+        ``claimed``: the listing claimed ``result.brand`` (else it is the predicted brand)."""
         if source not in SOURCES:
             raise InvalidInputError(f"source must be one of {SOURCES}")
         digests = [sha256_hex(p.data) for p in photos]
@@ -103,9 +105,9 @@ class CheckLog:
                     self.blobs.put(photo.data)
                 with self.store.transaction() as conn:
                     cursor = conn.execute(
-                        "INSERT INTO checks(listing_id, brand, verdict, score, model_name, model_version, model, "
-                        "gallery_version, key_id, source, created_at, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
-                        (result.listing_id, result.brand, result.verdict, result.counterfeit_score, result.model.name,
+                        "INSERT INTO checks(listing_id, brand, claimed, verdict, score, model_name, model_version, model, "
+                        "gallery_version, key_id, source, created_at, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+                        (result.listing_id, result.brand, int(claimed), result.verdict, result.counterfeit_score, result.model.name,
                          result.model.version, model, gallery_version, key_id, source, utc_now()))
                     check_id = int(cursor.lastrowid)
                     result.check_id = check_id
@@ -220,6 +222,9 @@ class CheckLog:
         if where.key_id is not None:
             clauses.append("key_id = ?")
             params.append(where.key_id)
+        if where.claimed is not None:
+            clauses.append("claimed = ?")
+            params.append(int(where.claimed))
         rows = self.store.query(f"SELECT {_COLUMNS} FROM checks WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?",
                                  (*params, limit + 1))
         page = [_record(r) for r in rows[:limit]]
@@ -243,8 +248,8 @@ class CheckLog:
             raise NotFoundError(f"check {check_id} has no photo {index}")
         return self.blobs.get(rows[0][0])
 
-    def decided(self, *, brand: str | None = None, decision: str | None = None) -> list[dict[str, Any]]:
-        """Decided checks (the latest decision and its kind), oldest first."""
+    def decided(self, *, brand: str | None = None, decision: str | None = None, latest: int | None = None) -> list[dict[str, Any]]:
+        """Decided checks (the latest decision and its kind), oldest first; ``latest``: only the most recent N."""
         clauses, params = ["c.decision IS NOT NULL"], []
         if brand is not None:
             clauses.append("c.brand = ?")
@@ -254,8 +259,9 @@ class CheckLog:
             params.append(decision)
         rows = self.store.query(
             "SELECT c.id, c.brand, c.decision, c.model, (SELECT d.kind FROM decisions d WHERE d.check_id = c.id "
-            f"ORDER BY d.id DESC LIMIT 1) FROM checks c WHERE {' AND '.join(clauses)} ORDER BY c.id", tuple(params))
-        return [{"id": r[0], "brand": r[1], "decision": r[2], "model": r[3], "kind": r[4]} for r in rows]
+            f"ORDER BY d.id DESC LIMIT 1) FROM checks c WHERE {' AND '.join(clauses)} ORDER BY c.id DESC LIMIT ?",
+            (*params, -1 if latest is None else latest))
+        return [{"id": r[0], "brand": r[1], "decision": r[2], "model": r[3], "kind": r[4]} for r in reversed(rows)]
 
     def ids_of_brand(self, brand: str) -> list[int]:
         return [r[0] for r in self.store.query("SELECT id FROM checks WHERE brand = ? ORDER BY id", (brand,))]
@@ -264,14 +270,14 @@ class CheckLog:
         return int(self.store.query("SELECT value FROM meta WHERE key = 'evidence_version'")[0][0])
 
 
-_COLUMNS = ("id, listing_id, brand, verdict, score, model_name, model_version, gallery_version, key_id, source, "
+_COLUMNS = ("id, listing_id, brand, claimed, verdict, score, model_name, model_version, gallery_version, key_id, source, "
             "created_at, rescored_at, decision, result")
 
 
 def _record(row: tuple) -> dict[str, Any]:
-    (check_id, listing_id, brand, verdict, score, model_name, model_version, gallery_version, key_id, source,
+    (check_id, listing_id, brand, claimed, verdict, score, model_name, model_version, gallery_version, key_id, source,
      created_at, rescored_at, decision, result) = row
-    return {"id": check_id, "listing_id": listing_id, "brand": brand, "verdict": verdict, "counterfeit_score": score,
+    return {"id": check_id, "listing_id": listing_id, "brand": brand, "claimed": bool(claimed), "verdict": verdict, "counterfeit_score": score,
             "model": {"name": model_name, "version": model_version}, "gallery_version": gallery_version,
             "key_id": key_id, "source": source, "created_at": created_at, "rescored_at": rescored_at,
             "decision": decision, "result": json.loads(result)}

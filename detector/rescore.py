@@ -42,7 +42,8 @@ def rescore_brand(detector: Detector, brand: str, *, actor: str = LOCAL_ACTOR) -
                                             for p in records], allowance=PixelAllowance(gallery.limits.max_request_pixels)).views
                 version = gallery.store.gallery_version()
                 judged = detector.judge(stored_embeddings(records, patch_width=gallery.embedder.patch_record_width),
-                                        brand=brand, listing_id=record["listing_id"], views=views,
+                                        brand=brand if record["claimed"] else None,  # unclaimed: predicted again
+                                        listing_id=record["listing_id"], views=views,
                                         phashes=[p.phash for p in records], check_id=check_id)
                 gallery.checks.update_result(check_id, judged.result, gallery_version=version, actor=actor,
                                              old_verdict=record["verdict"])

@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS checks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     listing_id TEXT,
     brand TEXT,
+    claimed INTEGER NOT NULL,
     verdict TEXT NOT NULL,
     score REAL,
     model_name TEXT NOT NULL,

@@ -103,7 +103,8 @@ class DecisionRecord(BaseModel):
 class StoredCheck(BaseModel):
     id: int
     listing_id: str | None
-    brand: str | None
+    brand: str | None = Field(description="the claimed brand, or the predicted one when none was claimed")
+    claimed: bool = Field(description="whether the listing claimed the brand")
     verdict: Verdict
     counterfeit_score: float | None
     model: ModelInfo

@@ -250,3 +250,14 @@ def test_every_write_is_in_the_audit_log(review):
     assert {e["action"] for e in prefixed} == {"reference.add", "reference.delete"}
     assert client.get("/v1/audit", headers=auth(keys["brand"])).status_code == 403
     assert client.get("/v1/audit", headers=admin, params={"since": "not a time"}).status_code == 422
+
+
+def test_brand_keys_see_checks_that_claim_their_brand_not_those_predicted_to_be(review):
+    client, keys = review
+    response = client.post("/v1/check", headers=auth(keys["pipeline"]), files=photo_files(product_photo("acme", 380)))
+    unclaimed = response.json()
+    assert unclaimed["brand"] == "acme" and any("no brand was claimed" in r for r in unclaimed["reasons"])
+    record = client.get(f"/v1/checks/{unclaimed['check_id']}", headers=auth(keys["admin"])).json()
+    assert record["claimed"] is False
+    assert client.get(f"/v1/checks/{unclaimed['check_id']}", headers=auth(keys["brand"])).status_code == 404
+    assert unclaimed["check_id"] not in [c["id"] for c in client.get("/v1/checks", headers=auth(keys["brand"])).json()["checks"]]

@@ -1,7 +1,7 @@
 """Stored checks, reviewers' decisions, genuine examples and per-brand calibration.
 
-Who sees what: admin keys every check; brand keys the checks that claim their brand; pipeline
-keys the checks they asked for. A check another key may not see answers 404, as if absent.
+Who sees what: admin keys every check; brand keys the checks that claim their brand (not those
+merely predicted to be theirs); pipeline keys the checks they asked for. A check another key may not see answers 404, as if absent.
 Decisions: admin or the brand's own key.
 """
 
@@ -38,7 +38,7 @@ VERDICTS = ("genuine", "suspicious", "counterfeit", "unverifiable")
 
 def visible_check(runtime: Runtime, principal: Principal, check_id: int) -> dict[str, Any]:
     record = runtime.gallery.checks.get(check_id)
-    if principal.role == "brand" and record["brand"] != principal.brand or \
+    if principal.role == "brand" and (record["brand"] != principal.brand or not record["claimed"]) or \
             principal.role == "pipeline" and record["key_id"] != principal.key_id:
         raise NotFoundError(f"check {check_id} not found")
     return record
@@ -60,7 +60,8 @@ def list_checks(principal: AnyKey, runtime: RuntimeDep,
             raise ForbiddenError(f"this key is bound to brand {principal.brand!r}, not {brand!r}")
         brand = principal.brand
     where = CheckFilter(brand=brand, verdict=verdict, decision=decision, since=since, until=until,
-                        key_id=principal.key_id if principal.role == "pipeline" else None)
+                        key_id=principal.key_id if principal.role == "pipeline" else None,
+                        claimed=True if principal.role == "brand" else None)
     page, cursor = runtime.gallery.checks.list(where, limit=limit, before=before)
     return {"checks": page, "next": cursor}
 
