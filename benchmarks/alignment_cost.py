@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -22,17 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import save_bars  # noqa: E402
+from benchmarks.report import dataset_gallery, paired_timings, print_timings, save_bars  # noqa: E402
 from detector import progress  # noqa: E402
 from detector.evaluation.dataset import load_dataset  # noqa: E402
-from detector.gallery import Gallery, UploadFile  # noqa: E402
+from detector.gallery import UploadFile  # noqa: E402
 from detector.model_folder import load_model  # noqa: E402
 from detector.pipeline import Detector  # noqa: E402
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def main() -> None:
@@ -45,12 +39,7 @@ def main() -> None:
     dataset = load_dataset(args.data)
     model = load_model()
     with tempfile.TemporaryDirectory() as workdir:
-        gallery = Gallery(workdir, embedder=model.embedder(), model_fingerprint=model.fingerprint).open()
-        with progress.bar(total=len(dataset.brands), desc="uploading references") as bar:
-            for brand in dataset.brands:
-                gallery.create_brand(brand)
-                gallery.add_references(brand, [UploadFile(p.name, p.read_bytes()) for p in dataset.references[brand]])
-                bar.update(1)
+        gallery = dataset_gallery(workdir, dataset, model)
         detector = Detector(model, gallery)
         samples = random.Random(0).sample(dataset.samples, min(args.photos, len(dataset.samples)))
         plain, aligned, verdicts_aligned = [], [], 0
@@ -72,21 +61,13 @@ def main() -> None:
             bar.update(1)
         bar.close()
         gallery.close()
-    added = [a - p for a, p in zip(aligned, plain)]
-    rows = {
-        "check without alignment (baseline)": {"median_ms": statistics.median(plain), "p95_ms": _percentile(plain, 95)},
-        "check with alignment": {"median_ms": statistics.median(aligned), "p95_ms": _percentile(aligned, 95)},
-        "added by alignment": {"median_ms": statistics.median(added), "p95_ms": _percentile(added, 95)},
-    }
-    for row in rows.values():
-        row["ratio_to_baseline_median"] = row["median_ms"] / rows["check without alignment (baseline)"]["median_ms"]
-    rows["added by alignment"].update(data=str(args.data), photos=len(added), aligned_share=verdicts_aligned / len(samples),
+    rows = paired_timings(("check without alignment (baseline)", plain), ("check with alignment", aligned), "added by alignment")
+    rows["added by alignment"].update(data=str(args.data), photos=len(plain), aligned_share=verdicts_aligned / len(samples),
                                       references=sum(len(v) for v in dataset.references.values()))
     name = f"alignment_cost_{args.data.name}"
     save_bars(args.out, name, rows, value="median_ms", xlabel="median ms per one-photo check")
-    for label, row in rows.items():
-        print(f"{label:36s} median {row['median_ms']:7.1f} ms  p95 {row['p95_ms']:7.1f} ms  x{row['ratio_to_baseline_median']:.2f}")
-    print(f"{len(added)} photos, {verdicts_aligned / len(samples):.0%} aligned; wrote {args.out / name}.json/.png")
+    print_timings(rows)
+    print(f"{len(plain)} photos, {verdicts_aligned / len(samples):.0%} aligned; wrote {args.out / name}.json/.png")
 
 
 if __name__ == "__main__":

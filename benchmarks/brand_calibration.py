@@ -29,12 +29,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import dataset_gallery  # noqa: E402
 from detector import progress, thresholds  # noqa: E402
 from detector.brand_calibration import BrandCalibrator  # noqa: E402
 from detector.checks import Decision  # noqa: E402
 from detector.errors import InvalidInputError  # noqa: E402
 from detector.evaluation.dataset import load_dataset  # noqa: E402
-from detector.gallery import Gallery, UploadFile  # noqa: E402
+from detector.gallery import UploadFile  # noqa: E402
 from detector.model_folder import load_model  # noqa: E402
 from detector.pipeline import Detector  # noqa: E402
 
@@ -61,12 +62,7 @@ def main() -> None:
     model_limits = (model.calibration.suspicious_threshold, model.calibration.counterfeit_threshold)
     targets = thresholds.targets_of(model.calibration)
     with tempfile.TemporaryDirectory() as workdir:
-        gallery = Gallery(workdir, embedder=model.embedder(), model_fingerprint=model.fingerprint).open()
-        with progress.bar(total=len(dataset.brands), desc="uploading references") as bar:
-            for brand in dataset.brands:
-                gallery.create_brand(brand)
-                gallery.add_references(brand, [UploadFile(p.name, p.read_bytes()) for p in dataset.references[brand]])
-                bar.update(1)
+        gallery = dataset_gallery(workdir, dataset, model)
         detector = Detector(model, gallery, align=False)
         rows = []
         with progress.bar(total=len(dataset.samples), desc="checking listing photos") as bar:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -23,18 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import save_bars  # noqa: E402
+from benchmarks.report import dataset_gallery, paired_timings, print_timings, save_bars  # noqa: E402
 from detector import progress  # noqa: E402
 from detector.evaluation.dataset import load_dataset  # noqa: E402
 from detector.gallery import Gallery, UploadFile  # noqa: E402
 from detector.model_folder import load_model  # noqa: E402
 from detector.pipeline import Detector  # noqa: E402
 from detector.store import DB_FILE  # noqa: E402
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def _db_bytes(gallery: Gallery) -> int:
@@ -52,10 +46,7 @@ def main() -> None:
     dataset = load_dataset(args.data)
     model = load_model()
     with tempfile.TemporaryDirectory() as workdir:
-        gallery = Gallery(workdir, embedder=model.embedder(), model_fingerprint=model.fingerprint).open()
-        for brand in dataset.brands:
-            gallery.create_brand(brand)
-            gallery.add_references(brand, [UploadFile(p.name, p.read_bytes()) for p in dataset.references[brand]])
+        gallery = dataset_gallery(workdir, dataset, model)
         detector = Detector(model, gallery, align=False)
         samples = random.Random(0).sample(dataset.samples, min(args.photos, len(dataset.samples)))
         plain, stored = [], []
@@ -76,20 +67,12 @@ def main() -> None:
                 bar.update(1)
         db_per_check = (_db_bytes(gallery) - db_before) / len(samples)
         gallery.close()
-    added = [s - p for s, p in zip(stored, plain)]
-    rows = {
-        "check, not stored (baseline)": {"median_ms": statistics.median(plain), "p95_ms": _percentile(plain, 95)},
-        "check, stored": {"median_ms": statistics.median(stored), "p95_ms": _percentile(stored, 95)},
-        "added by storing": {"median_ms": statistics.median(added), "p95_ms": _percentile(added, 95)},
-    }
-    for row in rows.values():
-        row["ratio_to_baseline_median"] = row["median_ms"] / rows["check, not stored (baseline)"]["median_ms"]
+    rows = paired_timings(("check, not stored (baseline)", plain), ("check, stored", stored), "added by storing")
     rows["added by storing"].update(database_bytes_per_check=round(db_per_check), original_bytes_per_check=round(photo_bytes / len(samples)),
                                     photos=len(samples), data=str(args.data))
     name = "check_storage"
     save_bars(args.out, name, rows, value="median_ms", xlabel="median ms per one-photo check (no alignment)")
-    for label, row in rows.items():
-        print(f"{label:30s} median {row['median_ms']:7.1f} ms  p95 {row['p95_ms']:7.1f} ms  x{row['ratio_to_baseline_median']:.2f}")
+    print_timings(rows)
     print(f"database {db_per_check / 1024:.1f} KiB and originals {photo_bytes / len(samples) / 1024:.1f} KiB per check; "
           f"wrote {args.out / name}.json/.png")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Callable, Sequence
 
 from detector.errors import NotFoundError
 from detector.fsutil import atomic_write_bytes, disk_full_is_typed
@@ -56,3 +57,19 @@ class BlobStore:
         for path in leftovers:
             path.unlink(missing_ok=True)
         return len(leftovers)
+
+
+def delete_unused(blobs: BlobStore, lock, digests: Sequence[str], *, in_use: Callable[[list[str]], set[str]],
+                  also: Callable[[str], None] | None = None) -> None:
+    """Delete the originals among ``digests`` that no row uses (``in_use`` asks the database), holding
+    the data directory's lock (``detector.datalock``) exclusively, so no upload is between writing
+    its originals and committing its rows; ``also`` removes what was derived from each."""
+    if not digests:
+        return
+    with lock.exclusive():
+        used = in_use(list(digests))
+        for digest in digests:
+            if digest not in used:
+                blobs.delete(digest)
+                if also is not None:
+                    also(digest)

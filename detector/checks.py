@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from detector.blobs import BlobStore, sha256_hex
+from detector.blobs import BlobStore, delete_unused, sha256_hex
 from detector.datalock import DataDirLock
 from detector.errors import InvalidInputError, NotFoundError
 from detector.results import CheckResult
@@ -177,13 +177,7 @@ class CheckLog:
         return deleted
 
     def _delete_unused(self, digests: Sequence[str]) -> None:
-        if not digests:
-            return
-        with self.lock.exclusive():
-            used = self.store.used_digests_among(list(digests))
-            for digest in digests:
-                if digest not in used:
-                    self.blobs.delete(digest)
+        delete_unused(self.blobs, self.lock, digests, in_use=self.store.used_digests_among)
 
     # --- reading ---
 

@@ -32,7 +32,7 @@ from detector import progress
 from detector.alignment.features import ReferenceFeatures, View, photo_view, reference_features
 from detector.alignment.recipe import DEFAULT_RECIPE, AlignmentRecipe
 from detector.alignment.store import FEATURES_DIR, FeatureStore
-from detector.blobs import BlobStore, sha256_hex
+from detector.blobs import BlobStore, delete_unused, sha256_hex
 from detector.checks import CheckLog
 from detector.embedder import Embedder
 from detector.errors import DetectorError, InvalidInputError
@@ -203,14 +203,7 @@ class Gallery:
         return remove_orphans(self.store, self.blobs, self.lock, self.features)
 
     def _delete_blobs_if_unused(self, digests: Sequence[str]) -> None:
-        if not digests:
-            return
-        with self.lock.exclusive():
-            used = self.store.used_digests_among(list(digests))
-            for digest in digests:
-                if digest not in used:
-                    self.blobs.delete(digest)
-                    self.features.delete(digest)
+        delete_unused(self.blobs, self.lock, digests, in_use=self.store.used_digests_among, also=self.features.delete)
 
     # --- brands ---
 

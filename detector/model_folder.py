@@ -22,7 +22,7 @@ from detector.embedder import Embedder, EmbeddingNet
 from detector.precision import resolve_precision
 from detector.errors import DetectorError, ModelFolderError
 from detector.fsutil import atomic_write_bytes
-from detector.results import COUNTERFEIT, GENUINE, SUSPICIOUS
+from detector.results import verdict_at
 from detector.signals import ALIGNMENT_SIGNALS, OTHER_BRAND_SIGNALS, SIGNALS, produced_signals
 from detector.transforms import EvalTransform, InputConfig
 
@@ -205,11 +205,7 @@ class Calibration:
         return (self.aligned if aligned and self.aligned is not None else self.embedding_fusion).score(signals)
 
     def verdict(self, score: float) -> str:
-        if score >= self.counterfeit_threshold:
-            return COUNTERFEIT
-        if score >= self.suspicious_threshold:
-            return SUSPICIOUS
-        return GENUINE
+        return verdict_at(score, suspicious=self.suspicious_threshold, counterfeit=self.counterfeit_threshold)
 
     def aggregate(self, scores: list[float]) -> float | None:
         """A listing's score from its photos' scores (None when no photo could be scored)."""

@@ -11,6 +11,15 @@ GENUINE, SUSPICIOUS, COUNTERFEIT, UNVERIFIABLE = "genuine", "suspicious", "count
 Verdict = Literal["genuine", "suspicious", "counterfeit", "unverifiable"]
 
 
+def verdict_at(score: float, *, suspicious: float, counterfeit: float) -> str:
+    """The verdict of a score at two thresholds (a score at a threshold reaches it)."""
+    if score >= counterfeit:
+        return COUNTERFEIT
+    if score >= suspicious:
+        return SUSPICIOUS
+    return GENUINE
+
+
 class NearestReference(BaseModel):
     id: int
     brand: str

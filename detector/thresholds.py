@@ -23,7 +23,7 @@ import numpy as np
 
 from detector.errors import InvalidInputError
 from detector.model_folder import Calibration
-from detector.results import COUNTERFEIT, GENUINE, SUSPICIOUS, CalibrationInfo
+from detector.results import CalibrationInfo, verdict_at
 from detector.store import Store, utc_now, write_audit
 
 MIN_GENUINE = 8  # fewer genuine photos say too little about a brand's spread
@@ -41,11 +41,7 @@ class Thresholds:
     fitted_at: str | None = None
 
     def verdict(self, score: float) -> str:
-        if score >= self.counterfeit:
-            return COUNTERFEIT
-        if score >= self.suspicious:
-            return SUSPICIOUS
-        return GENUINE
+        return verdict_at(score, suspicious=self.suspicious, counterfeit=self.counterfeit)
 
     def info(self) -> CalibrationInfo:
         return CalibrationInfo(scope=self.scope, suspicious_threshold=round(self.suspicious, 6),

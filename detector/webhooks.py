@@ -48,8 +48,12 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def validate_url(url: str) -> str:
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_LENGTH:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except (ValueError, TypeError, AttributeError):  # e.g. an unclosed IPv6 bracket
+        parts, host = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not host or len(url) > MAX_URL_LENGTH:
         raise InvalidInputError(f"webhook url must be an http(s) URL of at most {MAX_URL_LENGTH} characters")
     return url
 

@@ -201,7 +201,8 @@ def test_webhooks_are_signed_retried_and_logged(review):
         assert hook.status_code == 201
         secret = hook.json()["secret"]
         assert "secret" not in client.get("/v1/webhooks", headers=admin).json()["webhooks"][0]
-        assert client.post("/v1/webhooks", headers=admin, json={"url": "file:///etc/passwd"}).status_code == 422
+        for bad in ("file:///etc/passwd", "http://[::1", "http://", "not a url", "https://x/" + "a" * 2100):
+            assert client.post("/v1/webhooks", headers=admin, json={"url": bad}).status_code == 422, bad
         assert client.post("/v1/webhooks", headers=auth(keys["brand"]), json={"url": "http://127.0.0.1:1/"}).status_code == 403
 
         genuine = _check(client, keys["pipeline"], "acme", product_photo("acme", 360))
