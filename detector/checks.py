@@ -26,6 +26,7 @@ from detector.store import MAX_ID, Store, utc_now, validate_brand_slug, write_au
 from detector import webhooks
 
 DECISIONS = ("genuine", "counterfeit")
+VERDICTS = ("genuine", "suspicious", "counterfeit", "unverifiable")
 DECISION_FILTERS = ("undecided", "decided", *DECISIONS)
 SOURCES = ("check", "example")
 MAX_NOTE_LENGTH = 2000
@@ -65,7 +66,7 @@ class Decision:
 @dataclass(frozen=True)
 class CheckFilter:
     brand: str | None = None
-    verdict: str | None = None
+    verdict: str | None = None  # one verdict, or several separated by commas
     decision: str | None = None  # undecided, decided, genuine or counterfeit
     since: str | None = None  # ISO 8601 times, inclusive / exclusive
     until: str | None = None
@@ -201,8 +202,11 @@ class CheckLog:
             clauses.append("brand = ?")
             params.append(validate_brand_slug(where.brand))
         if where.verdict is not None:
-            clauses.append("verdict = ?")
-            params.append(where.verdict)
+            verdicts = where.verdict.split(",")
+            if not set(verdicts) <= set(VERDICTS):
+                raise InvalidInputError(f"verdict filter: one or more of {', '.join(VERDICTS)}, separated by commas")
+            clauses.append(f"verdict IN ({','.join('?' * len(verdicts))})")
+            params.extend(verdicts)
         if where.decision is not None:
             if where.decision not in DECISION_FILTERS:
                 raise InvalidInputError(f"decision filter must be one of {', '.join(DECISION_FILTERS)}")
@@ -236,11 +240,14 @@ class CheckLog:
                     r[5], None if r[6] is None else np.frombuffer(r[6], np.float16)))
         return out
 
-    def photo_bytes(self, check_id: int, index: int) -> bytes:
+    def photo_digest(self, check_id: int, index: int) -> str:
         rows = self.store.query("SELECT sha256 FROM check_photos WHERE check_id = ? AND idx = ?", (check_id, index))
         if not rows:
             raise NotFoundError(f"check {check_id} has no photo {index}")
-        return self.blobs.get(rows[0][0])
+        return rows[0][0]
+
+    def photo_bytes(self, check_id: int, index: int) -> bytes:
+        return self.blobs.get(self.photo_digest(check_id, index))
 
     def decided(self, *, brand: str | None = None, decision: str | None = None, latest: int | None = None) -> list[dict[str, Any]]:
         """Decided checks (the latest decision and its kind), oldest first; ``latest``: only the most recent N."""
@@ -256,6 +263,21 @@ class CheckLog:
             f"ORDER BY d.id DESC LIMIT 1) FROM checks c WHERE {' AND '.join(clauses)} ORDER BY c.id DESC LIMIT ?",
             (*params, -1 if latest is None else latest))
         return [{"id": r[0], "brand": r[1], "decision": r[2], "model": r[3], "kind": r[4]} for r in reversed(rows)]
+
+    def brand_stats(self, brand: str, *, days: int) -> dict[str, Any]:
+        """Checks claiming the brand per day by verdict over the last ``days`` days, and how reviewers
+        decided each verdict (all time)."""
+        since = _iso(datetime.now(timezone.utc) - timedelta(days=days))
+        per_day: dict[str, dict[str, int]] = {}
+        for day, verdict, count in self.store.query(
+                "SELECT substr(created_at, 1, 10), verdict, COUNT(*) FROM checks WHERE brand = ? AND claimed = 1 "
+                "AND created_at >= ? GROUP BY 1, 2 ORDER BY 1", (brand, since)):
+            per_day.setdefault(day, {v: 0 for v in VERDICTS})[verdict] = count
+        outcomes = {v: {"genuine": 0, "counterfeit": 0, "undecided": 0} for v in VERDICTS}
+        for verdict, decision, count in self.store.query(
+                "SELECT verdict, decision, COUNT(*) FROM checks WHERE brand = ? AND claimed = 1 GROUP BY 1, 2", (brand,)):
+            outcomes[verdict][decision or "undecided"] = count
+        return {"brand": brand, "days": [{"date": d, **counts} for d, counts in per_day.items()], "outcomes": outcomes}
 
     def ids_of_brand(self, brand: str) -> list[int]:
         return [r[0] for r in self.store.query("SELECT id FROM checks WHERE brand = ? ORDER BY id", (brand,))]

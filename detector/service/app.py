@@ -23,10 +23,11 @@ from detector.service.admission import Admission
 from detector.service.batching import MicroBatcher
 from detector.service.errors import install_error_handlers
 from detector.service.metrics import ServiceMetrics
-from detector.service.routes import admin, brands, check, checks, health, references
+from detector.service.routes import admin, brands, check, checks, health, me, pages, references
 from detector.service.settings import Settings
 from detector.service.uploads import BodyGuard
 from detector.store import DB_FILE, LOCAL_ACTOR, Store
+from detector.thumbnails import Thumbnails
 from detector.webhooks import Dispatcher
 
 log = logging.getLogger("detector.service")
@@ -53,7 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.store.close()
 
     app = FastAPI(
-        title="Counterfeit detector API", version=__version__, lifespan=lifespan,
+        title="Counterfeit detector API", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
         description="Check marketplace listing photos against brands' authentic reference galleries. "
                     "Every /v1 request needs `Authorization: Bearer <api-key>` (create one with `cfd keys create`).",
     )
@@ -70,8 +71,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     for router in (health.router, brands.router, references.router, check.build_router(settings.limits), checks.router,
-                   admin.router):
+                   admin.router, me.router, pages.router):
         app.include_router(router)
+    app.mount("/static/swagger", pages.swagger_assets(), name="swagger")
     app.middleware("http")(_observe)
     app.add_middleware(BodyGuard, max_form_bytes=settings.max_form_bytes, max_json_bytes=settings.limits.max_batch_bytes,
                        timeout_s=settings.body_timeout_s)
@@ -93,6 +95,8 @@ async def _load(app: FastAPI) -> None:
                            enabled=settings.micro_batching, on_batch=app.state.metrics.batch_size.observe)
     await batcher.start()
     app.state.batcher = batcher
+    # thumbnails decode within the same process-wide decoded-pixel budget as checks and uploads
+    app.state.thumbnails = Thumbnails(limits=settings.limits, budget=runtime.gallery.pixels)
     app.state.runtime = runtime
     log.info("ready: model %s %s (%s), %d references", runtime.model.name, runtime.model.version,
              runtime.gallery.embedder.precision, len(runtime.gallery.index))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from detector.errors import AuthError, ForbiddenError
 from detector.keys import Principal, authenticate
@@ -12,7 +13,12 @@ from detector.keys import Principal, authenticate
 DEV_PRINCIPAL = Principal("dev", "admin", None)
 
 
-def current_principal(request: Request) -> Principal:
+# Declares the scheme in the OpenAPI document (Swagger's "Authorize"); the header is checked below,
+# so that a missing or malformed one gets this API's own 401.
+bearer_scheme = HTTPBearer(auto_error=False, scheme_name="api_key", description="an API key from `cfd keys create`")
+
+
+def current_principal(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]) -> Principal:
     state = request.app.state
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

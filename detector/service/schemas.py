@@ -142,6 +142,28 @@ class BrandCalibration(BaseModel):
     model_thresholds: dict[str, Any] = Field(description="the model's thresholds and what they flag of the same evidence")
 
 
+class DayCounts(BaseModel):
+    date: str
+    genuine: int
+    suspicious: int
+    counterfeit: int
+    unverifiable: int
+
+
+class BrandStats(BaseModel):
+    brand: str
+    days: list[DayCounts] = Field(description="checks claiming the brand, per UTC day with any, by verdict")
+    outcomes: dict[str, dict[str, int]] = Field(description="by verdict: how many reviewers decided genuine, "
+                                                            "counterfeit, or have not decided")
+    calibration: CalibrationInfo
+
+
+class Me(BaseModel):
+    key_id: str
+    role: Literal["admin", "brand", "pipeline"]
+    brand: str | None
+
+
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"url": "https://trust.example.com/hooks/cfd", "min_verdict": "suspicious", "brand": None}]})

@@ -20,7 +20,9 @@ def create_brand(body: BrandCreate, principal: AdminKey, runtime: RuntimeDep) ->
 
 @router.get("", response_model=BrandList, responses=ERRORS)
 def list_brands(principal: AnyKey, runtime: RuntimeDep) -> dict:
-    return {"brands": runtime.gallery.store.list_brands()}
+    """Every brand; a brand key sees only its own."""
+    brands = runtime.gallery.store.list_brands()
+    return {"brands": [b for b in brands if principal.role != "brand" or b["brand"] == principal.brand]}
 
 
 @router.delete("/{brand}", status_code=204, responses={**ERRORS, 404: {"model": ErrorBody}})

@@ -24,7 +24,8 @@ from detector.runtime import Runtime
 from detector.service.auth import AdminKey, AnyKey, require_brand_access
 from detector.service.deps import AdmissionDep, BatcherDep, RuntimeDep
 from detector.service.routes.check import run_check
-from detector.service.schemas import (BrandCalibration, CheckList, DecisionCreate, DecisionRecord, ErrorBody, ExamplesCreated,
+from detector.service.thumbnails import thumbnail_response
+from detector.service.schemas import (BrandCalibration, BrandStats, CheckList, DecisionCreate, DecisionRecord, ErrorBody, ExamplesCreated,
                                       ReferencesCreated, ReferencesFromCheck, StoredCheck)
 from detector.service.uploads import read_photo_form
 from detector.store import MAX_ID, validate_brand_slug
@@ -47,7 +48,8 @@ def visible_check(runtime: Runtime, principal: Principal, check_id: int) -> dict
 @router.get("/v1/checks", response_model=CheckList, responses=ERRORS)
 def list_checks(principal: AnyKey, runtime: RuntimeDep,
                 brand: str | None = None,
-                verdict: Annotated[str | None, Query(pattern="^(genuine|suspicious|counterfeit|unverifiable)$")] = None,
+                verdict: Annotated[str | None, Query(max_length=60, description="one or more verdicts, comma-separated",
+                                                     examples=["suspicious,counterfeit"])] = None,
                 decision: Annotated[str | None, Query(pattern="^(undecided|decided|genuine|counterfeit)$")] = None,
                 since: Annotated[str | None, Query(description="ISO 8601 time, inclusive")] = None,
                 until: Annotated[str | None, Query(description="ISO 8601 time, exclusive")] = None,
@@ -153,3 +155,23 @@ def brand_thresholds(brand: str, principal: AnyKey, runtime: RuntimeDep) -> dict
     require_brand_access(principal, brand, write=False)
     runtime.gallery.store.require_brand(brand)
     return runtime.detector.thresholds(brand).info().model_dump()
+
+
+@router.get("/v1/brands/{brand}/stats", response_model=BrandStats, responses=ERRORS)
+def brand_stats(brand: str, principal: AnyKey, runtime: RuntimeDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> dict:
+    """Checks claiming the brand per day by verdict, reviewers' decisions by verdict, and its thresholds now."""
+    validate_brand_slug(brand)
+    if principal.role == "pipeline":
+        raise ForbiddenError("brand statistics need an admin key or the brand's own key")
+    require_brand_access(principal, brand, write=False)
+    runtime.gallery.store.require_brand(brand)
+    return {**runtime.gallery.checks.brand_stats(brand, days=days), "calibration": runtime.detector.thresholds(brand).info()}
+
+
+@router.get("/v1/checks/{check_id}/photos/{index}/thumbnail", response_class=Response,
+            responses={**ERRORS, 200: {"content": {"image/jpeg": {}}}})
+def check_thumbnail(check_id: CheckId, index: PhotoIndex, principal: AnyKey, runtime: RuntimeDep, request: Request) -> Response:
+    """A checked photo at most 256 px on a side (JPEG)."""
+    visible_check(runtime, principal, check_id)
+    digest = runtime.gallery.checks.photo_digest(check_id, index)
+    return thumbnail_response(request, digest, lambda: runtime.gallery.blobs.get(digest))

@@ -9,6 +9,7 @@ from detector.images import media_type
 from detector.service.auth import AnyKey, require_brand_access
 from detector.service.deps import RuntimeDep
 from detector.service.schemas import ErrorBody, ReferenceList, ReferencesCreated
+from detector.service.thumbnails import thumbnail_response
 from detector.service.uploads import read_photo_form
 from detector.store import MAX_ID, validate_brand_slug
 
@@ -59,6 +60,14 @@ def reference_image(brand: str, ref_id: ReferenceId, principal: AnyKey, runtime:
     reference, data = runtime.gallery.reference_image(brand, ref_id)
     return Response(data, media_type=media_type(data),
                     headers={"ETag": f'"{reference.sha256}"', "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/{ref_id}/thumbnail", response_class=Response, responses={**ERRORS, 200: {"content": {"image/jpeg": {}}}})
+def reference_thumbnail(brand: str, ref_id: ReferenceId, principal: AnyKey, runtime: RuntimeDep, request: Request) -> Response:
+    """The reference at most 256 px on a side (JPEG), made once and cached."""
+    _brand_for(principal, runtime, brand, write=False)
+    reference = runtime.gallery.store.get_reference(brand, ref_id)
+    return thumbnail_response(request, reference.sha256, lambda: runtime.gallery.blobs.get(reference.sha256))
 
 
 @router.delete("/{ref_id}", status_code=204, responses=ERRORS)
