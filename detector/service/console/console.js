@@ -347,13 +347,18 @@ async function dashboardView() {
 function renderStats(stats) {
   const svgNS = "http://www.w3.org/2000/svg";
   const width = 720, height = 220, pad = 30;
-  const days = stats.days;
+  // every day of the window, so that bars keep one width and quiet days show as gaps
+  const counted = Object.fromEntries(stats.days.map((d) => [d.date, d]));
+  const days = Array.from({ length: 30 }, (_, i) => {
+    const date = new Date(Date.now() - (29 - i) * 86400000).toISOString().slice(0, 10);
+    return counted[date] ?? { date, genuine: 0, suspicious: 0, counterfeit: 0, unverifiable: 0 };
+  });
   const most = Math.max(1, ...days.map((d) => VERDICTS.reduce((sum, v) => sum + d[v], 0)));
   const svg = document.createElementNS(svgNS, "svg");
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("class", "chart");
   svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", `checks per day by verdict, ${days.length} day(s) with checks`);
+  svg.setAttribute("aria-label", `checks per day by verdict, ${stats.days.length} of the last 30 days with checks`);
   const step = (width - pad) / Math.max(days.length, 1);
   days.forEach((day, i) => {
     let top = height - pad;
@@ -370,10 +375,11 @@ function renderStats(stats) {
       top -= bar;
     }
     const label = document.createElementNS(svgNS, "text");
-    Object.entries({ x: pad + i * step + step / 2, y: height - 10, "text-anchor": "middle", "font-size": 10 })
+    const last = i === days.length - 1;
+    Object.entries({ x: pad + i * step + (last ? step : step / 2), y: height - 10, "text-anchor": last ? "end" : "middle", "font-size": 10 })
       .forEach(([k, v]) => label.setAttribute(k, v));
     label.textContent = day.date.slice(5);
-    svg.append(label);
+    if (i % 5 === 4 && i < days.length - 3 || last) svg.append(label);  // a date every five days
   });
   const axis = document.createElementNS(svgNS, "text");
   Object.entries({ x: 2, y: pad - 8, "font-size": 10 }).forEach(([k, v]) => axis.setAttribute(k, v));
@@ -383,7 +389,7 @@ function renderStats(stats) {
   return [
     h("h3", {}, "Checks per day (last 30 days)"), svg,
     h("p.legend", {}, VERDICTS.map((v) => h("span", {}, h("i." + `swatch-${v}`, { "aria-hidden": "true" }), v))),
-    h("table.visually-hidden", {}, h("caption", {}, "checks per day"), days.map((d) => h("tr", {}, h("th", { scope: "row" }, d.date),
+    h("table.visually-hidden", {}, h("caption", {}, "checks per day"), stats.days.map((d) => h("tr", {}, h("th", { scope: "row" }, d.date),
       VERDICTS.map((v) => h("td", {}, `${d[v]} ${v}`))))),
     h("h3", {}, "What reviewers decided"),
     h("table", { id: "outcomes" }, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Verdict"), h("th", { scope: "col" }, "Decided genuine"),
