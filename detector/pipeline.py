@@ -72,8 +72,8 @@ class Detector:
         photos = [StoredPhoto(f.data, phash, vector, None if embeddings.logits is None else float(embeddings.logits[i]),
                               None if embeddings.patches is None else embeddings.patches[i], e.signals)
                   for i, (f, phash, vector, e) in enumerate(zip(files, decoded.phashes, embeddings.vectors, judged.evidence))]
-        self.gallery.checks.record(judged.result, photos, claimed=brand is not None, model=self.gallery.model, gallery_version=gallery_version,
-                                   key_id=key_id, source="example" if genuine_example else "check",
+        self.gallery.checks.record(judged.result, photos, claimed=brand is not None, model=self.gallery.model,
+                                   gallery_version=gallery_version, key_id=key_id, source="example" if genuine_example else "check",
                                    decision=Decision("genuine", note="genuine example") if genuine_example else None)
         return judged.result
 

@@ -170,3 +170,38 @@ def test_the_api_page_works_offline_with_a_bearer_scheme(page, served):
     assert origins == {server.url}  # no CDN
     home = page.goto(f"{server.url}/")
     assert home.status == 200 and page.get_by_role("link", name="Console").get_attribute("href") == "/console"
+
+
+def test_photos_dropped_on_the_gallery_are_uploaded(page, served):
+    server, keys = served
+    sign_in(page, server, keys["brand"])
+    page.get_by_role("link", name="acme").click()
+    page.locator("#gallery figure").first.wait_for()
+    before = page.locator("#gallery figure").count()
+    dropped = page.evaluate_handle("""(photos) => {
+        const transfer = new DataTransfer();
+        photos.forEach(([name, bytes]) => transfer.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/png'})));
+        return transfer; }""", [[f"dropped-{i}.png", list(product_photo("acme", 50 + i))] for i in range(2)])
+    page.dispatch_event("label.dropzone", "drop", {"dataTransfer": dropped})
+    page.locator("#upload-results li").nth(1).wait_for()
+    assert page.locator("#upload-results li").all_inner_texts() == ["dropped-0.png: uploaded", "dropped-1.png: uploaded"]
+    page.wait_for_function(f"() => document.querySelectorAll('#gallery figure').length === {before + 2}")
+
+
+def test_text_and_badges_keep_a_readable_contrast(page, served):
+    """WCAG AA: at least 4.5:1 for the text the console draws on its backgrounds."""
+    server, keys = served
+    sign_in(page, server, keys["admin"])
+    ratios = page.evaluate("""() => {
+        const rgb = (css) => css.match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number);
+        const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+            .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+        const ratio = (a, b) => { const [x, y] = [lum(rgb(a)), lum(rgb(b))].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+        const probe = (cls) => { const el = document.createElement('span'); el.className = cls; el.textContent = 'x';
+            document.body.append(el); const s = getComputedStyle(el); const r = ratio(s.color, s.backgroundColor); el.remove(); return r; };
+        const page = getComputedStyle(document.body);
+        return {badges: ['genuine', 'suspicious', 'counterfeit', 'unverifiable'].map((v) => probe('verdict ' + v)),
+                link: ratio(getComputedStyle(document.querySelector('nav a')).color, page.backgroundColor),
+                text: ratio(page.color, page.backgroundColor)};
+    }""")
+    assert min(ratios["badges"]) >= 4.5 and ratios["link"] >= 4.5 and ratios["text"] >= 4.5, ratios
