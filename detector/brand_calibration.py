@@ -128,6 +128,9 @@ class BrandCalibrator:
         return scores
 
     def leave_one_out_scores(self, brand: str) -> list[float]:
+        if "head_logit" in self.detector.model.calibration.signals:
+            raise InvalidInputError(f"brand {brand}: this model's calibration reads its head's logit, which references do "
+                                    "not keep, so they cannot be scored left out; decide some of its checks genuine instead")
         references = self.gallery.store.brand_embeddings(brand, model=self.model)
         same_bytes: dict[str, set[int]] = {}
         for rid, sha, _ in references:

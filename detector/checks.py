@@ -282,9 +282,6 @@ class CheckLog:
     def ids_of_brand(self, brand: str) -> list[int]:
         return [r[0] for r in self.store.query("SELECT id FROM checks WHERE brand = ? ORDER BY id", (brand,))]
 
-    def evidence_version(self) -> int:
-        return int(self.store.query("SELECT value FROM meta WHERE key = 'evidence_version'")[0][0])
-
 
 _COLUMNS = ("id, listing_id, brand, claimed, verdict, score, model_name, model_version, gallery_version, key_id, source, "
             "created_at, rescored_at, decision, result")

@@ -46,7 +46,7 @@ class KnownCounterfeits:
         return len(self._keys)
 
     def refresh(self) -> None:
-        version = int(self.store.query("SELECT value FROM meta WHERE key = 'evidence_version'")[0][0])
+        version = self.store.evidence_version()
         if version == self._version:
             return
         with self._lock:

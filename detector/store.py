@@ -286,6 +286,10 @@ class Store:
     def gallery_version(self) -> int:
         return int(self.query("SELECT value FROM meta WHERE key = 'gallery_version'")[0][0])
 
+    def evidence_version(self) -> int:
+        """Bumped by every reviewer decision (``detector.checks``)."""
+        return int(self.query("SELECT value FROM meta WHERE key = 'evidence_version'")[0][0])
+
     # --- brands ---
 
     def create_brand(self, slug: str, display_name: str | None = None, *, actor: str = LOCAL_ACTOR) -> dict:
