@@ -20,10 +20,8 @@ from detector import thresholds
 from detector.checks import PhotoRecord
 from detector.embedder import Embeddings
 from detector.errors import DetectorError, InvalidInputError
-from detector.gallery import UploadFile
 from detector.index import Hits
 from detector.pipeline import Detector
-from detector.pixel_budget import PixelAllowance
 
 DECISIONS, LEAVE_ONE_OUT = "decisions", "leave-one-out"
 MAX_EVIDENCE = 10_000  # the most recent decided checks a fit reads (their embeddings are held at once)
@@ -153,8 +151,7 @@ class BrandCalibrator:
         if model == self.model:
             return stored_embeddings(records, patch_width=self.gallery.embedder.patch_record_width)
         try:  # another model's check: embed its stored photos again
-            decoded = self.gallery.decode([UploadFile(f"check photo {p.sha256[:12]}", self.gallery.blobs.get(p.sha256))
-                                           for p in records], allowance=PixelAllowance(self.gallery.limits.max_request_pixels), views=False)
+            decoded = self.gallery.decode_stored([p.sha256 for p in records], views=False)
         except DetectorError:
             return None
         return self.gallery.embedder.embed_tensor(decoded.pixels)
@@ -163,6 +160,5 @@ class BrandCalibrator:
         scorer = self.detector.scorer(IndexWithout(self.gallery.index, brand, excluded))
         views = None
         if self.detector.model.calibration.aligned is not None:  # its score needs the aligned signals
-            views = self.gallery.decode([UploadFile(d[:12], self.gallery.blobs.get(d)) for d in digests],
-                                        allowance=PixelAllowance(self.gallery.limits.max_request_pixels)).views
+            views = self.gallery.decode_stored(digests).views
         return scorer.listing_score(scorer.evidence(embeddings, brand, views))

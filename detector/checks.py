@@ -22,7 +22,7 @@ from detector.blobs import BlobStore, delete_unused, sha256_hex
 from detector.datalock import DataDirLock
 from detector.errors import InvalidInputError, NotFoundError
 from detector.results import CheckResult
-from detector.store import MAX_ID, Store, utc_now, validate_brand_slug, write_audit
+from detector.store import MAX_ID, Store, bump_counter, iso_utc, utc_now, validate_brand_slug, write_audit
 from detector import webhooks
 
 DECISIONS = ("genuine", "counterfeit")
@@ -143,7 +143,7 @@ class CheckLog:
         cursor = conn.execute("INSERT INTO decisions(check_id, decision, kind, note, key_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                               (check_id, decision.decision, kind, decision.note, actor, at))
         conn.execute("UPDATE checks SET decision = ? WHERE id = ?", (decision.decision, check_id))
-        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'evidence_version'")
+        bump_counter(conn, "evidence_version")
         write_audit(conn, actor, "decision.add", f"check/{check_id}", decision=decision.decision, kind=kind)
         return {"id": int(cursor.lastrowid), "check_id": check_id, "decision": decision.decision, "kind": kind,
                 "note": decision.note, "key_id": actor, "created_at": at}
@@ -159,10 +159,10 @@ class CheckLog:
         """Delete undecided checks older than the retention (decided ones are evidence: they stay)."""
         if older_than_days <= 0:
             raise InvalidInputError("the retention must be a positive number of days")
-        cutoff = _iso(datetime.now(timezone.utc) - timedelta(days=older_than_days))
+        cutoff = iso_utc(datetime.now(timezone.utc) - timedelta(days=older_than_days))
         with self.store.transaction() as conn:
-            ids = [r[0] for r in conn.execute("SELECT id FROM checks WHERE decision IS NULL AND created_at < ? AND NOT EXISTS "
-                                              "(SELECT 1 FROM decisions d WHERE d.check_id = checks.id)", (cutoff,))]
+            # ``decision`` is set with every decision, in its transaction: NULL means never decided
+            ids = [r[0] for r in conn.execute("SELECT id FROM checks WHERE decision IS NULL AND created_at < ?", (cutoff,))]
             digests = {r[0] for chunk in _chunks(ids) for r in conn.execute(
                 f"SELECT sha256 FROM check_photos WHERE check_id IN ({','.join('?' * len(chunk))})", chunk)}
             deleted = 0
@@ -267,7 +267,7 @@ class CheckLog:
     def brand_stats(self, brand: str, *, days: int) -> dict[str, Any]:
         """Checks claiming the brand per day by verdict over the last ``days`` days, and how reviewers
         decided each verdict (all time)."""
-        since = _iso(datetime.now(timezone.utc) - timedelta(days=days))
+        since = iso_utc(datetime.now(timezone.utc) - timedelta(days=days))
         per_day: dict[str, dict[str, int]] = {}
         for day, verdict, count in self.store.query(
                 "SELECT substr(created_at, 1, 10), verdict, COUNT(*) FROM checks WHERE brand = ? AND claimed = 1 "
@@ -279,8 +279,10 @@ class CheckLog:
             outcomes[verdict][decision or "undecided"] = count
         return {"brand": brand, "days": [{"date": d, **counts} for d, counts in per_day.items()], "outcomes": outcomes}
 
-    def ids_of_brand(self, brand: str) -> list[int]:
-        return [r[0] for r in self.store.query("SELECT id FROM checks WHERE brand = ? ORDER BY id", (brand,))]
+    def ids_of_brand(self, brand: str, *, model: str | None = None) -> list[int]:
+        """The brand's checks (only those whose embeddings ``model`` made, if given), oldest first."""
+        where, params = ("AND model = ?", (brand, model)) if model is not None else ("", (brand,))
+        return [r[0] for r in self.store.query(f"SELECT id FROM checks WHERE brand = ? {where} ORDER BY id", params)]
 
 
 _COLUMNS = ("id, listing_id, brand, claimed, verdict, score, model_name, model_version, gallery_version, key_id, source, "
@@ -304,11 +306,7 @@ def normalise_time(text: str) -> str:
         raise InvalidInputError(f"invalid time {text!r}: use ISO 8601, e.g. 2026-12-01T00:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return _iso(moment)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(moment)
 
 
 def _chunks(items: list, size: int = 500) -> list[tuple]:

@@ -133,8 +133,7 @@ class Gallery:
         """One reference's original, ready for the model; None (reported) when it is missing or unreadable:
         that reference stays out of the index until it is uploaded again."""
         try:
-            return self.decode([UploadFile(f"reference {ref_id}", self.blobs.get(digest))],
-                               allowance=PixelAllowance(self.limits.max_pixels), views=False).pixels
+            return self.decode_stored([digest], views=False).pixels
         except DetectorError as exc:
             log.error("reference %d: its original %s cannot be used (%s); it stays out of the index until it is "
                       "uploaded again", ref_id, digest, exc.message)
@@ -240,6 +239,13 @@ class Gallery:
                 picture.close()
         return Decoded(torch.stack(tensors), sizes, working if views else None, hashes)
 
+    def decode_stored(self, digests: Sequence[str], *, views: bool = True) -> Decoded:
+        """Stored originals (references', or a stored check's photos) decoded as an upload's are; each
+        passed ``max_pixels`` when it was stored, and together they stay within one request's pixels."""
+        allowance = PixelAllowance(min(self.limits.max_pixels * len(digests), self.limits.max_request_pixels))
+        return self.decode([UploadFile(f"stored photo {d[:12]}", self.blobs.get(d)) for d in digests],
+                           allowance=allowance, views=views)
+
     def add_references(self, brand: str, files: Sequence[UploadFile], *, product: str | None = None,
                        actor: str = LOCAL_ACTOR) -> list[Reference]:
         self.store.require_brand(validate_brand_slug(brand))
@@ -298,8 +304,7 @@ class Gallery:
 
     def _compute_features(self, reference: Reference) -> ReferenceFeatures | None:
         try:
-            view = self.decode([UploadFile(f"reference {reference.id}", self.blobs.get(reference.sha256))],
-                               allowance=PixelAllowance(self.limits.max_pixels)).views[0]
+            view = self.decode_stored([reference.sha256]).views[0]
             features = reference_features(view, self.alignment)
         except DetectorError as exc:
             log.error("reference %d: no alignment features (%s)", reference.id, exc.message)

@@ -111,7 +111,7 @@ class Fusion:
         return self.bias + sum(w * signals[name] for name, w in zip(self.features, self.weights))
 
     def score(self, signals: dict[str, float]) -> float:
-        return _sigmoid(self.logit(signals))
+        return sigmoid(self.logit(signals))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Fusion":
@@ -226,7 +226,7 @@ class Calibration:
         return data
 
 
-def _sigmoid(x: float) -> float:
+def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 

@@ -12,9 +12,7 @@ from typing import Any
 
 from detector import progress
 from detector.brand_calibration import stored_embeddings
-from detector.gallery import UploadFile
 from detector.pipeline import Detector
-from detector.pixel_budget import PixelAllowance
 from detector.store import LOCAL_ACTOR
 
 CHUNK = 64  # checks read at once
@@ -24,22 +22,17 @@ def rescore_brand(detector: Detector, brand: str, *, actor: str = LOCAL_ACTOR) -
     gallery = detector.gallery
     gallery.store.require_brand(brand)
     gallery.refresh()
-    ids = gallery.checks.ids_of_brand(brand)
-    changed, other_model, unchanged = [], 0, 0
+    ids = gallery.checks.ids_of_brand(brand, model=gallery.model)
+    other_model = len(gallery.checks.ids_of_brand(brand)) - len(ids)
+    changed, unchanged = [], 0
     with progress.bar(total=len(ids), desc=f"re-scoring checks of {brand}") as bar:
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
             photos = gallery.checks.photos(chunk)
             for check_id in chunk:
                 record = gallery.checks.get(check_id)
-                records = photos.get(check_id, [])
-                if not records or not _same_model(gallery, check_id):
-                    other_model += 1
-                    continue
-                views = None
-                if detector.align:
-                    views = gallery.decode([UploadFile(f"check {check_id} photo {p.index}", gallery.blobs.get(p.sha256))
-                                            for p in records], allowance=PixelAllowance(gallery.limits.max_request_pixels)).views
+                records = photos[check_id]  # a stored check has at least one photo
+                views = gallery.decode_stored([p.sha256 for p in records]).views if detector.align else None
                 version = gallery.store.gallery_version()
                 judged = detector.judge(stored_embeddings(records, patch_width=gallery.embedder.patch_record_width),
                                         brand=brand if record["claimed"] else None,  # unclaimed: predicted again
@@ -57,6 +50,3 @@ def rescore_brand(detector: Detector, brand: str, *, actor: str = LOCAL_ACTOR) -
     return {"brand": brand, "rescored": len(changed) + unchanged, "changed": changed, "unchanged": unchanged,
             "skipped_other_model": other_model}
 
-
-def _same_model(gallery, check_id: int) -> bool:
-    return bool(gallery.store.query("SELECT 1 FROM checks WHERE id = ? AND model = ?", (check_id, gallery.model)))

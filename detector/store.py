@@ -159,8 +159,18 @@ def write_audit(conn: sqlite3.Connection, actor: str, action: str, target: str, 
                  (utc_now(), actor, action, target, json.dumps(detail, sort_keys=True)))
 
 
+def iso_utc(moment: datetime) -> str:
+    """The stored form of a time: UTC, milliseconds, 'Z', so that text order is time order."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(datetime.now(timezone.utc))
+
+
+def bump_counter(conn: sqlite3.Connection, key: str) -> None:
+    """Count one change of ``key`` (``gallery_version``, ``evidence_version``) in the caller's transaction."""
+    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?", (key,))
 
 
 def validate_brand_slug(slug: str) -> str:
@@ -281,14 +291,17 @@ class Store:
 
     @staticmethod
     def _bump_version(conn: sqlite3.Connection) -> None:
-        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'gallery_version'")
+        bump_counter(conn, "gallery_version")
+
+    def _counter(self, key: str) -> int:
+        return int(self.query("SELECT value FROM meta WHERE key = ?", (key,))[0][0])
 
     def gallery_version(self) -> int:
-        return int(self.query("SELECT value FROM meta WHERE key = 'gallery_version'")[0][0])
+        return self._counter("gallery_version")
 
     def evidence_version(self) -> int:
         """Bumped by every reviewer decision (``detector.checks``)."""
-        return int(self.query("SELECT value FROM meta WHERE key = 'evidence_version'")[0][0])
+        return self._counter("evidence_version")
 
     # --- brands ---
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from detector.errors import InvalidInputError
-from detector.model_folder import Calibration
+from detector.model_folder import Calibration, sigmoid
 from detector.results import CalibrationInfo, verdict_at
 from detector.store import Store, utc_now, write_audit
 
@@ -68,7 +68,7 @@ def threshold_for(scores: np.ndarray, alpha: float) -> tuple[float, str]:
         return float(np.nextafter(scores[math.ceil((n + 1) * (1 - alpha)) - 1], np.inf)), "conformal"
     z = _logit(scores)
     spread = max(float(z.std(ddof=1)), MIN_SPREAD)
-    return _sigmoid(float(z.mean()) + _t_quantile(1 - alpha, n - 1) * spread * math.sqrt(1 + 1 / n)), "prediction-interval"
+    return sigmoid(float(z.mean()) + _t_quantile(1 - alpha, n - 1) * spread * math.sqrt(1 + 1 / n)), "prediction-interval"
 
 
 def fit(scores: np.ndarray, *, targets: tuple[float, float], source: str) -> tuple[Thresholds, dict[str, Any]]:
@@ -118,5 +118,3 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _sigmoid(z: float) -> float:
-    return float(1 / (1 + math.exp(-z)))

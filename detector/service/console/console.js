@@ -107,8 +107,8 @@ const VIEWS = [
 async function route() {
   const main = $("#view");
   for (const link of document.querySelectorAll("nav a")) {
-    link.toggleAttribute("aria-current", location.hash.startsWith(link.getAttribute("href")));
-    if (link.hasAttribute("aria-current")) link.setAttribute("aria-current", "page");
+    if (location.hash.startsWith(link.getAttribute("href"))) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
   }
   const match = VIEWS.map(([pattern, view]) => [location.hash.match(pattern), view]).find(([m]) => m);
   main.replaceChildren(h("p", {}, "Loading…"));
