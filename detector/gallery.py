@@ -11,8 +11,8 @@ when missing or made by another recipe, removed with the originals they describe
 Startup reconciles: originals that no row uses (left by a crash between the two steps) and
 half-written files are removed first (which frees room on a full disk), references embedded by
 another model are re-embedded from their originals (a missing or unreadable original is reported
-and left out), and the index is loaded only if it matches the database and its checksum (else
-rebuilt).
+and left out), the exact vectors are read from the database in bulk, and the saved other-brand
+index is reused only if it matches them, the index recipe and its checksum (else rebuilt).
 While running, the index follows the gallery version in SQLite, so changes made by another
 process (a ``cfd`` command beside the service) count at the next check.
 """
@@ -37,9 +37,11 @@ from detector.checks import CheckLog
 from detector.embedder import Embedder
 from detector.errors import DetectorError, InvalidInputError
 from detector.datalock import DataDirLock
+from detector.derived_files import DerivedFiles
 from detector.images import decode, open_image
-from detector.index import GalleryIndex
+from detector.index import DEFAULT_INDEX_RECIPE, BrandVectors, GalleryIndex, IndexRecipe
 from detector.limits import Limits
+from detector.patch_store import PATCHES_DIR, PatchStore
 from detector.phash import dhash
 from detector.pixel_budget import PixelAllowance, PixelBudget
 from detector.store import DB_FILE, LOCAL_ACTOR, NewReference, Reference, Store, validate_brand_slug, validate_product
@@ -67,7 +69,7 @@ class Decoded:
 
 class Gallery:
     def __init__(self, data_dir: str | Path, *, embedder: Embedder, model_fingerprint: str, limits: Limits = Limits(),
-                 alignment: AlignmentRecipe = DEFAULT_RECIPE):
+                 alignment: AlignmentRecipe = DEFAULT_RECIPE, index_recipe: IndexRecipe = DEFAULT_INDEX_RECIPE):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.data_dir / DB_FILE)
@@ -76,10 +78,13 @@ class Gallery:
         self.checks = CheckLog(self.store, self.blobs, self.lock)
         self.alignment = alignment
         self.features = FeatureStore(self.data_dir / FEATURES_DIR, alignment)
+        width = embedder.patch_record_width
+        self.patches = None if width is None else PatchStore(self.data_dir / PATCHES_DIR, model_fingerprint, width)
         self.embedder = embedder
         self.model = model_fingerprint
         self.limits = limits
-        self.index = GalleryIndex(embedder.embedding_dim)
+        self.index_recipe = index_recipe
+        self.index = GalleryIndex(embedder.embedding_dim, recipe=index_recipe)
         self._index_version = -1  # the gallery version the in-memory index reflects
         self.pixels = PixelBudget(limits.max_decoding_pixels)
         # Uploads and deletes are serialised so that the database and the index change together.
@@ -103,6 +108,7 @@ class Gallery:
                     "one would re-embed them all (and a service running on this data directory with its own model "
                     "would then find none of its embeddings): pass --reembed to do it anyway")
         self.reembed_stale()
+        self._move_patches_out_of_rows()
         self._load_or_rebuild_index()
         return self
 
@@ -118,16 +124,35 @@ class Gallery:
         with progress.bar(total=len(stale), desc="re-embedding references") as bar:
             for start in range(0, len(stale), batch_size):
                 chunk = stale[start : start + batch_size]
-                decoded = [(rid, pixels) for rid, sha in chunk if (pixels := self._decode_original(rid, sha)) is not None]
+                decoded = [(rid, pixels, sha) for rid, sha in chunk if (pixels := self._decode_original(rid, sha)) is not None]
                 if decoded:
-                    out = self.embedder.embed_tensor(torch.cat([pixels for _, pixels in decoded]))
-                    self.store.update_embeddings(
-                        [(rid, emb, pat) for (rid, _), emb, pat in zip(decoded, out.vectors, out.patches_per_photo())],
-                        model=self.model)
+                    out = self.embedder.embed_tensor(torch.cat([pixels for _, pixels, _ in decoded]))
+                    with self.lock.shared():
+                        for (_, _, digest), records in zip(decoded, out.patches_per_photo()):
+                            self._put_patches(digest, records)
+                        self.store.update_embeddings([(rid, emb) for (rid, _, _), emb in zip(decoded, out.vectors)], model=self.model)
                 done += len(chunk)
                 bar.update(len(chunk))
                 log.info("re-embedded %d/%d references", done, len(stale))
         return done
+
+    def _move_patches_out_of_rows(self) -> None:
+        """A database from before the patch store kept patch records in reference rows: write them to
+        the patch store, then clear them from the rows (rows of another model were re-embedded)."""
+        moved = 0
+        while rows := self.store.patches_in_rows(model=self.model):
+            with self.lock.shared():
+                for _, digest, data in rows:
+                    if self.patches is not None:
+                        self.patches.put(digest, np.frombuffer(data, np.float16).reshape(-1, self.patches.record_width))
+                self.store.clear_row_patches([rid for rid, _, _ in rows])
+            moved += len(rows)
+        if moved:
+            log.info("moved the patch records of %d references out of the database", moved)
+
+    def _put_patches(self, digest: str, records: np.ndarray | None) -> None:
+        if self.patches is not None and records is not None:
+            self.patches.put(digest, records)
 
     def _decode_original(self, ref_id: int, digest: str) -> torch.Tensor | None:
         """One reference's original, ready for the model; None (reported) when it is missing or unreadable:
@@ -140,39 +165,56 @@ class Gallery:
             return None
 
     def _load_or_rebuild_index(self) -> None:
+        """The exact vectors come from the store in bulk; the saved other-brand index is reused when
+        it matches them (see ``GalleryIndex.restore``), else built anew and saved."""
         with self._write_lock:
             version = self.store.gallery_version()
-            ids, brands, _, _ = self.store.all_embeddings(0, model=self.model)
-            loaded = GalleryIndex.load(
-                self.data_dir / INDEX_FILE, brand_of=dict(zip(ids.tolist(), brands)), gallery_version=version,
-                model=self.model, dim=self.embedder.embedding_dim,
-            )
-            if loaded is not None:
-                self.index, self._index_version = loaded, version
-                log.info("loaded index with %d references", len(loaded))
-                return
-        self.rebuild_index()
+            index, reused = GalleryIndex.restore(self.data_dir / INDEX_FILE, self._load_vectors(), gallery_version=version,
+                                                 model=self.model, recipe=self.index_recipe)
+            self.index, self._index_version = index, version
+            log.info("%s index with %d references", "loaded" if reused else "built", len(index))
+            if not reused:
+                self._save_index_locked()
+
+    def _load_vectors(self) -> BrandVectors:
+        dim = self.embedder.embedding_dim
+        vectors = BrandVectors(dim)
+        counts, max_id = self.store.reference_counts(model=self.model)
+        vectors.reserve(counts, max_id)
+        with progress.bar(total=sum(counts.values()), desc="loading reference vectors") as bar:
+            for ids, brands, matrix in self.store.iter_embeddings(dim, model=self.model):
+                vectors.add(ids, brands, matrix)
+                bar.update(len(ids))
+        return vectors
 
     def rebuild_index(self) -> int:
+        """Rebuild the index from the store (retraining an approximate one) and save it."""
         with self._write_lock:
-            self._rebuild_locked()
+            version = self.store.gallery_version()
+            self.index = GalleryIndex.from_vectors(self._load_vectors(), recipe=self.index_recipe)
+            self._index_version = version
             self._save_index_locked()
             return len(self.index)
 
-    def _rebuild_locked(self) -> None:
+    def _sync_locked(self) -> None:
+        """Bring the index to the store's references: remove the ones gone, add the new ones. Cheap
+        next to a rebuild: only ids are compared and only new vectors read."""
         version = self.store.gallery_version()
-        ids, brands, matrix, _ = self.store.all_embeddings(self.embedder.embedding_dim, model=self.model)
-        index = GalleryIndex(self.embedder.embedding_dim)
-        index.add(ids, brands, matrix)
-        self.index, self._index_version = index, version
-        log.info("rebuilt index with %d references (gallery version %d)", len(index), version)
+        ids, brands = self.store.reference_ids(model=self.model)
+        held = self.index.vectors.all_ids()
+        self.index.remove(np.setdiff1d(held, ids, assume_unique=True).tolist())
+        for new_ids, new_brands, matrix in self.store.iter_embeddings(
+                self.embedder.embedding_dim, model=self.model, ids=np.setdiff1d(ids, held, assume_unique=True)):
+            self.index.add(new_ids, new_brands, matrix)
+        self._index_version = version
+        log.info("index follows gallery version %d (%d references)", version, len(self.index))
 
     def refresh(self) -> None:
         """Follow changes other processes made to the data directory (a ``cfd`` beside the service)."""
         if self.store.gallery_version() != self._index_version:
             with self._write_lock:
                 if self.store.gallery_version() != self._index_version:
-                    self._rebuild_locked()
+                    self._sync_locked()
 
     def save_index(self) -> None:
         with self._write_lock:
@@ -187,7 +229,7 @@ class Gallery:
 
     def _write(self, change: Callable[[], T], *, apply: Callable[[T], None]) -> T:
         """Run a database change (under the write lock) and ``apply`` it to the index; if any other
-        change happened meanwhile (another process's), rebuild the index from the database instead."""
+        change happened meanwhile (another process's), bring the index to the database instead."""
         before = self.store.gallery_version()
         result = change()
         after = self.store.gallery_version()
@@ -195,14 +237,22 @@ class Gallery:
             apply(result)
             self._index_version = after
         else:
-            self._rebuild_locked()
+            self._sync_locked()
         return result
 
     def remove_orphans(self) -> int:
-        return remove_orphans(self.store, self.blobs, self.lock, self.features)
+        return remove_orphans(self.store, self.blobs, self.lock, *self._derived())
 
     def _delete_blobs_if_unused(self, digests: Sequence[str]) -> None:
-        delete_unused(self.blobs, self.lock, digests, in_use=self.store.used_digests_among, also=self.features.delete)
+        delete_unused(self.blobs, self.lock, digests, in_use=self.store.used_digests_among, also=self._delete_derived)
+
+    def _delete_derived(self, digest: str) -> None:
+        for store in self._derived():
+            store.delete(digest)
+
+    def _derived(self) -> list:
+        """The stores of data derived from references' originals."""
+        return [self.features] + ([self.patches] if self.patches is not None else [])
 
     # --- brands ---
 
@@ -266,6 +316,7 @@ class Gallery:
                     for f, item, feature in zip(files, items, features):
                         self.blobs.put(f.data)
                         self.features.put(item.sha256, feature)
+                        self._put_patches(item.sha256, item.patches)
                     return self._write(lambda: self.store.add_references(brand, items, product=product, model=self.model, actor=actor),
                                        apply=lambda refs: self._index_added(brand, refs, items))
             except BaseException:
@@ -286,8 +337,29 @@ class Gallery:
         return self.store.references_by_ids(ids)
 
     def reference_patches(self, ids: list[int]) -> dict[int, np.ndarray]:
-        width = self.embedder.patch_record_width
-        return {} if width is None else self.store.reference_patches(ids, width)
+        """Patch records by reference id (none for a model without a patch head); those missing are
+        computed from the originals and stored. A reference whose original is gone is left out."""
+        if self.patches is None:
+            return {}
+        found = {}
+        for rid, reference in self.store.references_by_ids(ids).items():
+            records = self.patches.get(reference.sha256)
+            if records is None:
+                records = self._compute_patches(reference)
+            if records is not None:
+                found[rid] = records
+        return found
+
+    def _compute_patches(self, reference: Reference) -> np.ndarray | None:
+        pixels = self._decode_original(reference.id, reference.sha256)
+        if pixels is None:
+            return None
+        records = self.embedder.embed_tensor(pixels).patches_per_photo()[0]
+        try:
+            self._put_patches(reference.sha256, records)
+        except (OSError, DetectorError) as exc:  # a cache: a check never fails for want of room to keep it
+            log.warning("could not store the patch records of reference %d (%s)", reference.id, exc)
+        return records
 
     def reference_features(self, ids: list[int]) -> dict[int, ReferenceFeatures]:
         """Alignment features by reference id; those missing (another recipe, another process's upload
@@ -320,17 +392,19 @@ class Gallery:
         return reference, self.blobs.get(reference.sha256)
 
 
-def remove_orphans(store: Store, blobs: BlobStore, lock: DataDirLock, features: FeatureStore) -> int:
-    """Originals and alignment features no row uses, half-written temporary files and other recipes'
-    features, removed while no writer is active (in any process: writers hold ``lock`` shared from
-    writing originals to committing rows)."""
+def remove_orphans(store: Store, blobs: BlobStore, lock: DataDirLock, *derived: DerivedFiles) -> int:
+    """Originals and derived files (alignment features, patch records) no row uses, half-written
+    temporary files and other recipes' or models' derived files, removed while no writer is active
+    (in any process: writers hold ``lock`` shared from writing originals to committing rows)."""
     with lock.exclusive():
-        leftovers = blobs.remove_temporary_files() + features.remove_leftovers()
+        leftovers = blobs.remove_temporary_files() + sum(d.remove_leftovers() for d in derived)
         orphans = blobs.digests() - store.used_digests()
         for digest in orphans:
             blobs.delete(digest)
-        for digest in features.digests() - store.reference_digests():
-            features.delete(digest)
+        in_use = store.reference_digests()
+        for files in derived:
+            for digest in files.digests() - in_use:
+                files.delete(digest)
     if orphans or leftovers:
         log.info("removed %d unreferenced originals and %d temporary files", len(orphans), leftovers)
     return len(orphans)

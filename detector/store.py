@@ -8,6 +8,7 @@ index knows whether it is stale.
 
 from __future__ import annotations
 
+import logging
 import json
 import re
 import sqlite3
@@ -22,6 +23,8 @@ import numpy as np
 
 from detector.errors import ConflictError, InvalidInputError, NotFoundError, UnknownBrandError
 from detector.fsutil import disk_full_is_typed
+
+log = logging.getLogger(__name__)
 
 BRAND_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 MAX_PRODUCT_LENGTH = 200
@@ -46,7 +49,7 @@ CREATE TABLE IF NOT EXISTS refs (
     created_at TEXT NOT NULL,
     model TEXT NOT NULL,
     embedding BLOB NOT NULL,
-    patches BLOB,
+    patches BLOB,  -- only in databases from before the patch store (detector.patch_store): moved out at start
     UNIQUE (brand, sha256)
 );
 CREATE INDEX IF NOT EXISTS refs_by_sha ON refs(sha256);
@@ -238,10 +241,6 @@ class ApiKeyRecord:
     revoked_at: str | None
 
 
-def _patch_bytes(patches: np.ndarray | None) -> bytes | None:
-    return None if patches is None else np.ascontiguousarray(patches, np.float16).tobytes()
-
-
 _REF_COLUMNS = "id, brand, product, sha256, width, height, created_at"
 
 
@@ -362,10 +361,10 @@ class Store:
                     results.append(_reference(existing, duplicate=True))
                     continue
                 cursor = conn.execute(
-                    "INSERT INTO refs(brand, product, sha256, width, height, created_at, model, embedding, patches) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO refs(brand, product, sha256, width, height, created_at, model, embedding) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (brand, product, item.sha256, item.width, item.height, utc_now(), model,
-                     np.asarray(item.embedding, np.float32).tobytes(), _patch_bytes(item.patches)),
+                     np.asarray(item.embedding, np.float32).tobytes()),
                 )
                 row = conn.execute(f"SELECT {_REF_COLUMNS} FROM refs WHERE id = ?", (cursor.lastrowid,)).fetchone()
                 results.append(_reference(row))
@@ -422,6 +421,44 @@ class Store:
                 matrix[i] = vector
         return ids, brands, matrix, models
 
+    def reference_counts(self, *, model: str) -> tuple[dict[str, int], int]:
+        """References embedded by ``model``, counted per brand, and the largest id (0 if none)."""
+        rows = self.query("SELECT brand, COUNT(*), MAX(id) FROM refs WHERE model = ? GROUP BY brand", (model,))
+        return {brand: count for brand, count, _ in rows}, max((top for _, _, top in rows), default=0)
+
+    def reference_ids(self, *, model: str) -> tuple[np.ndarray, list[str]]:
+        """(ids, brands) of the references embedded by ``model``, without their vectors."""
+        rows = self.query("SELECT id, brand FROM refs WHERE model = ? ORDER BY id", (model,))
+        return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+
+    def iter_embeddings(self, dim: int, *, model: str, ids: np.ndarray | None = None,
+                        chunk: int = 8192) -> Iterator[tuple[np.ndarray, list[str], np.ndarray]]:
+        """(ids, brands, embeddings (n, dim) float32) of the references embedded by ``model`` (only
+        ``ids``, if given), a chunk at a time in id order: a bulk load of a million references never
+        holds them all as Python objects. A vector of another size is reported and left out."""
+        if ids is not None:
+            ids = np.unique(np.asarray(ids, np.int64))
+            pages = (f"SELECT id, brand, embedding FROM refs WHERE model = ? AND id IN ({','.join(map(str, part.tolist()))})"
+                     for part in np.array_split(ids, max(1, -(-len(ids) // 512))) if len(part))
+            batches = (self.query(sql, (model,)) for sql in pages)
+        else:
+            batches = self._pages("SELECT id, brand, embedding FROM refs WHERE model = ? AND id > ? ORDER BY id LIMIT ?",
+                                  model, chunk)
+        for rows in batches:
+            wrong = [r[0] for r in rows if len(r[2]) != 4 * dim]
+            if wrong:
+                log.error("references %s have embeddings of another size; they stay out of the index", wrong[:10])
+                rows = [r for r in rows if len(r[2]) == 4 * dim]
+            if rows:
+                yield (np.array([r[0] for r in rows], np.int64), [r[1] for r in rows],
+                       np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), dim))
+
+    def _pages(self, sql: str, model: str, chunk: int) -> Iterator[list[tuple]]:
+        after = 0
+        while rows := self.query(sql, (model, after, chunk)):
+            yield rows
+            after = rows[-1][0]
+
     def brand_embeddings(self, brand: str, *, model: str) -> list[tuple[int, str, np.ndarray]]:
         """(id, sha256, embedding) of a brand's references embedded by ``model``."""
         rows = self.query("SELECT id, sha256, embedding FROM refs WHERE brand = ? AND model = ? ORDER BY id", (brand, model))
@@ -431,22 +468,21 @@ class Store:
         """(id, sha256) of references embedded by another model."""
         return [(r[0], r[1]) for r in self.query("SELECT id, sha256 FROM refs WHERE model != ? ORDER BY id", (model,))]
 
-    def update_embeddings(self, updates: list[tuple[int, np.ndarray, np.ndarray | None]], *, model: str) -> None:
+    def update_embeddings(self, updates: list[tuple[int, np.ndarray]], *, model: str) -> None:
         with self.transaction() as conn:
-            for ref_id, embedding, patches in updates:
-                conn.execute(
-                    "UPDATE refs SET embedding = ?, patches = ?, model = ? WHERE id = ?",
-                    (np.asarray(embedding, np.float32).tobytes(), _patch_bytes(patches), model, ref_id),
-                )
+            for ref_id, embedding in updates:
+                conn.execute("UPDATE refs SET embedding = ?, patches = NULL, model = ? WHERE id = ?",
+                             (np.asarray(embedding, np.float32).tobytes(), model, ref_id))
             self._bump_version(conn)
 
-    def reference_patches(self, ids: list[int], record_width: int) -> dict[int, np.ndarray]:
-        """Patch records (P, record_width) float16 of the given references that have them."""
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self.query(f"SELECT id, patches FROM refs WHERE id IN ({marks}) AND patches IS NOT NULL", tuple(ids))
-        return {r[0]: np.frombuffer(r[1], dtype=np.float16).reshape(-1, record_width) for r in rows}
+    def patches_in_rows(self, *, model: str, limit: int = 256) -> list[tuple[int, str, bytes]]:
+        """(id, sha256, patch records) still kept in reference rows (a database from before the patch
+        store), up to ``limit``; ``clear_row_patches`` once they are stored elsewhere."""
+        return self.query("SELECT id, sha256, patches FROM refs WHERE patches IS NOT NULL AND model = ? LIMIT ?", (model, limit))
+
+    def clear_row_patches(self, ids: list[int]) -> None:
+        with self.transaction() as conn:
+            conn.executemany("UPDATE refs SET patches = NULL WHERE id = ?", [(i,) for i in ids])
 
     def used_digests(self) -> set[str]:
         """Digests of every stored original: references' and stored checks' photos."""

@@ -70,21 +70,31 @@ def test_brand_rules(gallery):
         gallery.add_references("nope", _files("acme", [1]))
 
 
-def test_index_rebuilt_when_missing_or_stale(tmp_path, zero_shot, embedder):
+def test_restart_reuses_a_matching_index_and_rebuilds_a_stale_or_missing_one(tmp_path, zero_shot, embedder, caplog):
     data = tmp_path / "var"
-    g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open()
+
+    def reopened():
+        with caplog.at_level(logging.INFO, logger="detector.gallery"):
+            caplog.clear()
+            g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open()
+        return g, [m for m in caplog.messages if m.endswith("references") and " index with " in m]
+
+    g, _ = reopened()
     g.create_brand("acme")
     g.add_references("acme", _files("acme", range(3)))
     g.save_index()
+    g.close()
+    g, said = reopened()
+    assert said == ["loaded index with 3 references"]
     # a change after the save makes the file stale
     g.add_references("acme", _files("acme", [9]))
     g.close()
-    g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open()
-    assert len(g.index) == 4
+    g, said = reopened()
+    assert said == ["built index with 4 references"] and len(g.index) == 4
     g.close()
     (data / INDEX_FILE).unlink()
-    g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open()
-    assert len(g.index) == 4 and (data / INDEX_FILE).exists()
+    g, said = reopened()
+    assert said == ["built index with 4 references"] and (data / INDEX_FILE).exists()
     g.close()
 
 
@@ -95,7 +105,7 @@ def test_model_change_reembeds_from_originals(tmp_path, zero_shot, embedder, cap
     g.add_references("acme", _files("acme", range(2)))
     # simulate embeddings made by another model
     ids, _, _, _ = g.store.all_embeddings(embedder.embedding_dim)
-    g.store.update_embeddings([(int(i), np.zeros(embedder.embedding_dim, np.float32), None) for i in ids], model="old-model")
+    g.store.update_embeddings([(int(i), np.zeros(embedder.embedding_dim, np.float32)) for i in ids], model="old-model")
     g.close()
     g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint)
     with caplog.at_level(logging.INFO, logger="detector.gallery"):
@@ -142,7 +152,7 @@ def test_an_index_file_with_zeroed_vectors_is_not_trusted(tmp_path, zero_shot, e
     refs = g.add_references("acme", _files("acme", range(3)))
     g.save_index()
     query = embedder.embed([load_image(product_photo("acme", 1))]).vectors
-    expected = g.index.search_brand(query, "acme", 1)[0]
+    expected = g.index.search(query, 1)[0]  # through the saved (other-brand) index
     first_vector = g.store.all_embeddings(embedder.embedding_dim)[2][0]
     g.close()
     raw = bytearray((data / INDEX_FILE).read_bytes())
@@ -152,7 +162,7 @@ def test_an_index_file_with_zeroed_vectors_is_not_trusted(tmp_path, zero_shot, e
     raw[start : start + vectors] = bytes(vectors)  # same size, same ids: only the vectors are gone
     (data / INDEX_FILE).write_bytes(bytes(raw))
     g = _reopen(data, zero_shot, embedder)
-    got = g.index.search_brand(query, "acme", 1)[0]
+    got = g.index.search(query, 1)[0]
     assert int(got.ids[0]) == int(expected.ids[0]) == refs[1].id
     assert float(got.similarities[0]) == pytest.approx(float(expected.similarities[0]), abs=1e-5)
     g.close()

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from detector.index import GalleryIndex
+from detector.index import BrandVectors, GalleryIndex, IndexRecipe
+
+# An approximate index even for a few thousand vectors: small lists, few probes.
+SMALL_APPROXIMATE = IndexRecipe(approximate_from=500, pca_dim=48, lists_per_sqrt=1.0, min_lists=16, min_probes=4,
+                                probe_fraction=1 / 2, rerank=128, train_sample=5000)
 
 
 def _unit(rows):
@@ -14,6 +19,21 @@ def _index():
     index = GalleryIndex(3)
     index.add(np.array([1, 2, 3]), ["a", "a", "b"], _unit([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0]]))
     return index
+
+
+def _clustered(n, dim=64, brands=40, seed=0):
+    """Unit vectors in brand clusters: (ids, brands, vectors)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((brands, dim)).astype(np.float32)
+    of = rng.integers(0, brands, n)
+    vectors = _unit(centers[of] + 0.8 * rng.standard_normal((n, dim)).astype(np.float32))
+    return np.arange(1, n + 1, dtype=np.int64), [f"b{b}" for b in of], vectors
+
+
+def _exact_other_best(vectors, brands, query, brand):
+    sims = vectors @ query
+    sims[np.asarray(brands) == brand] = -np.inf
+    return float(sims.max())
 
 
 def test_brand_search_only_returns_that_brand():
@@ -36,16 +56,87 @@ def test_remove_and_brand_sizes():
     assert len(index) == 1 and index.brand_size("b") == 0
 
 
-def test_save_load_roundtrip_and_staleness(tmp_path):
-    index = _index()
+def test_brand_vectors_keep_every_vector_with_its_id_through_removals():
+    ids, brands, vectors = _clustered(300, brands=3)
+    store = BrandVectors(vectors.shape[1])
+    store.add(ids, brands, vectors)
+    gone = ids[::3]
+    store.remove(gone)
+    kept = np.setdiff1d(ids, gone)
+    np.testing.assert_array_equal(store.all_ids(), kept)
+    np.testing.assert_array_equal(store.vectors_of(kept), vectors[kept - 1])
+    assert all(store.brand_of(int(i)) == brands[i - 1] for i in kept)
+    assert sum(store.brand_sizes().values()) == len(kept) == len(store)
+    store.add(ids[:2], brands[:2], vectors[:2])  # adding a present id again replaces it
+    assert len(store) == len(kept) + 1
+
+
+def test_approximate_search_finds_the_exact_other_brand_best_match():
+    ids, brands, vectors = _clustered(4000)
+    index = GalleryIndex(vectors.shape[1], recipe=SMALL_APPROXIMATE)
+    index.add(ids, brands, vectors)
+    assert index.approximate
+    _, query_brands, queries = _clustered(200, seed=1)
+    found = 0
+    for query, brand in zip(queries, query_brands):
+        hits = index.search_other_brands(query[None], brand, 1)[0]
+        assert index.brand_of(int(hits.ids[0])) != brand
+        # re-scored exactly: the similarity reported is the true one
+        assert float(hits.similarities[0]) == pytest.approx(float(vectors[hits.ids[0] - 1] @ query), abs=1e-5)
+        found += float(hits.similarities[0]) == pytest.approx(_exact_other_best(vectors, brands, query, brand), abs=1e-5)
+    assert found / len(queries) >= 0.95
+
+
+def test_the_gallery_turns_approximate_when_it_reaches_the_recipes_size():
+    ids, brands, vectors = _clustered(600)
+    index = GalleryIndex(vectors.shape[1], recipe=SMALL_APPROXIMATE)
+    index.add(ids[:499], brands[:499], vectors[:499])
+    assert not index.approximate
+    index.add(ids[499:], brands[499:], vectors[499:])
+    assert index.approximate and len(index.others) == len(index) == 600
+
+
+def test_deleted_references_never_come_back():
+    ids, brands, vectors = _clustered(3000)
+    index = GalleryIndex(vectors.shape[1], recipe=SMALL_APPROXIMATE)
+    index.add(ids, brands, vectors)
+    gone = set(ids[::2].tolist())
+    index.remove(sorted(gone))
+    index.remove_brand("b7")
+    gone |= {int(i) for i, b in zip(ids, brands) if b == "b7"}
+    # the deleted vectors themselves are the queries most likely to find them
+    for ref_id in list(gone)[:300]:
+        query = vectors[ref_id - 1][None]
+        returned = {int(i) for hits in (index.search(query, 10), index.search_other_brands(query, "b1", 10),
+                                        index.search_brand(query, brands[ref_id - 1], 10)) for i in hits[0].ids}
+        assert not returned & gone
+    assert len(index.others) == len(index) == len(ids) - len(gone)
+
+
+@pytest.mark.parametrize("recipe", [IndexRecipe(), SMALL_APPROXIMATE], ids=["exact", "approximate"])
+def test_restore_reuses_a_matching_saved_index_and_rebuilds_a_stale_one(tmp_path, recipe):
+    ids, brands, vectors = _clustered(1000)
     path = tmp_path / "index.faiss"
+
+    def loaded():
+        store = BrandVectors(vectors.shape[1])
+        store.add(ids, brands, vectors)
+        return store
+
+    index = GalleryIndex.from_vectors(loaded(), recipe=recipe)
     index.save(path, gallery_version=7, model="m1")
-    brand_of = {1: "a", 2: "a", 3: "b"}
-    loaded = GalleryIndex.load(path, brand_of=brand_of, gallery_version=7, model="m1", dim=3)
-    assert loaded is not None and len(loaded) == 3
-    assert loaded.search_brand(_unit([[0, 1, 0]]), "b", 1)[0].ids.tolist() == [3]
-    assert GalleryIndex.load(path, brand_of=brand_of, gallery_version=8, model="m1", dim=3) is None
-    assert GalleryIndex.load(path, brand_of=brand_of, gallery_version=7, model="m2", dim=3) is None
-    assert GalleryIndex.load(path, brand_of={1: "a"}, gallery_version=7, model="m1", dim=3) is None
+    restored, reused = GalleryIndex.restore(path, loaded(), gallery_version=7, model="m1", recipe=recipe)
+    assert reused and restored.approximate == index.approximate
+    query = vectors[:5]
+    for a, b in zip(restored.search_other_brands(query, "b1", 3), index.search_other_brands(query, "b1", 3)):
+        np.testing.assert_array_equal(a.ids, b.ids)
+    stale = [dict(gallery_version=8, model="m1", recipe=recipe), dict(gallery_version=7, model="m2", recipe=recipe),
+             dict(gallery_version=7, model="m1", recipe=IndexRecipe(rerank=recipe.rerank + 1))]
+    for kwargs in stale:
+        rebuilt, reused = GalleryIndex.restore(path, loaded(), **kwargs)
+        assert not reused and len(rebuilt.others) == 1000
+    fewer = loaded()
+    fewer.remove(ids[:1])  # the saved index holds an id the store no longer has
+    assert not GalleryIndex.restore(path, fewer, gallery_version=7, model="m1", recipe=recipe)[1]
     path.write_bytes(b"garbage")
-    assert GalleryIndex.load(path, brand_of=brand_of, gallery_version=7, model="m1", dim=3) is None
+    assert not GalleryIndex.restore(path, loaded(), gallery_version=7, model="m1", recipe=recipe)[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from dataclasses import replace
 
@@ -96,11 +97,51 @@ def test_switching_models_fills_and_keeps_patch_records(tmp_path, zero_shot, pat
     gallery = _gallery(tmp_path / "var", zero_shot)
     gallery.create_brand("acme")
     ids = [r.id for r in gallery.add_references("acme", _files("acme", range(2)))]
-    assert gallery.store.reference_patches(ids, PATCH_DIM + 1) == {}  # the zero-shot model has no patch head
+    assert gallery.reference_patches(ids) == {}  # the zero-shot model has no patch head
     gallery.close()
     reopened = _gallery(tmp_path / "var", patch_model)  # a new model re-embeds from the stored originals
     assert sorted(reopened.reference_patches(ids)) == ids
+    assert reopened.patches.digests() == reopened.store.reference_digests()
     reopened.close()
+
+
+def test_patch_records_live_outside_the_database_and_are_recomputed_when_missing(tmp_path, patch_model):
+    gallery = _gallery(tmp_path / "var", patch_model)
+    gallery.create_brand("acme")
+    refs = gallery.add_references("acme", _files("acme", range(3)))
+    expected = gallery.reference_patches([r.id for r in refs])
+    assert gallery.store.query("SELECT COUNT(*) FROM refs WHERE patches IS NOT NULL") == [(0,)]
+    for ref in refs[:2]:
+        gallery.patches.path(ref.sha256).unlink()
+    gallery.close()
+    gallery = _gallery(tmp_path / "var", patch_model)
+    again = gallery.reference_patches([r.id for r in refs])
+    for ref in refs:
+        np.testing.assert_array_equal(again[ref.id], expected[ref.id])
+    assert gallery.patches.path(refs[0].sha256).exists()  # stored again once recomputed
+    gallery.delete_reference("acme", refs[2].id)
+    assert not gallery.patches.path(refs[2].sha256).exists()  # removed with the original
+    gallery.close()
+
+
+def test_patch_records_kept_in_rows_by_an_older_version_are_moved_out(tmp_path, patch_model):
+    gallery = _gallery(tmp_path / "var", patch_model)
+    gallery.create_brand("acme")
+    refs = gallery.add_references("acme", _files("acme", range(2)))
+    expected = gallery.reference_patches([r.id for r in refs])
+    with gallery.store.transaction() as conn:  # as an older version stored them
+        for ref in refs:
+            conn.execute("UPDATE refs SET patches = ? WHERE id = ?", (expected[ref.id].astype(np.float16).tobytes(), ref.id))
+    folder = gallery.patches.root
+    gallery.close()
+    shutil.rmtree(folder)
+    gallery = _gallery(tmp_path / "var", patch_model)
+    assert gallery.store.query("SELECT COUNT(*) FROM refs WHERE patches IS NOT NULL") == [(0,)]
+    assert gallery.patches.digests() == {r.sha256 for r in refs}
+    moved = gallery.reference_patches([r.id for r in refs])
+    for ref in refs:
+        np.testing.assert_array_equal(moved[ref.id], expected[ref.id])
+    gallery.close()
 
 
 def test_a_database_from_before_patch_records_is_migrated(tmp_path):

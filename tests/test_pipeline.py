@@ -93,3 +93,24 @@ def test_reasons_never_contradict_a_genuine_verdict(zero_shot, populated):
     assert any("stays below the suspicious threshold" in r for r in result.reasons)
     plain = Detector(lenient, populated).check(_listing("acme", [0]), brand="acme")
     assert plain.verdict == "genuine" and any("matches acme references closely" in r for r in plain.reasons)
+
+
+def test_exact_and_approximate_indexes_give_the_same_verdicts(zero_shot, populated):
+    """The approximate other-brand index (forced here on a small gallery) changes no verdict: its
+    candidates are re-scored with the exact vectors."""
+    from detector.index import GalleryIndex, IndexRecipe
+
+    forced = IndexRecipe(approximate_from=1, pca_dim=6, lists_per_sqrt=0.5, min_lists=2)
+    detector = Detector(zero_shot, populated)
+    listings = [(_listing("acme", [0, 1]), "acme"), (_listing("zenit", [0]), "acme"), (_listing("acme", [2]), "zenit"),
+                (_listing("zenit", [3]), None)]
+    exact = [detector.check(files, brand=brand) for files, brand in listings]
+    populated.index = GalleryIndex.from_vectors(populated.index.vectors, recipe=forced)
+    assert populated.index.approximate
+    approximate = [detector.check(files, brand=brand) for files, brand in listings]
+    for a, b in zip(exact, approximate):
+        assert (a.verdict, a.brand) == (b.verdict, b.brand)
+        assert a.counterfeit_score == pytest.approx(b.counterfeit_score, abs=1e-6)
+        for x, y in zip(a.images, b.images):
+            assert (x.predicted_brand, x.flags) == (y.predicted_brand, y.flags)
+            assert [r.id for r in x.nearest_references] == [r.id for r in y.nearest_references]

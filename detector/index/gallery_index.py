@@ -1,0 +1,186 @@
+"""The gallery's search index: exact inside the claimed brand (``BrandVectors``), exact or
+approximate among all other brands (``OtherBrandIndex``, by ``IndexRecipe``). A cache of SQLite:
+the exact vectors are loaded from the store at start, and a saved other-brand index is reused
+only when it was made by the same recipe for the same gallery version, model and ids.
+
+FAISS on CPU must not be searched while it is being modified, so every operation holds a lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from detector.fsutil import atomic_write_bytes
+from detector.index.brand_vectors import BrandVectors
+from detector.index.other_brands import OtherBrandIndex
+from detector.index.recipe import DEFAULT_INDEX_RECIPE, IndexRecipe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hits:
+    """Search results for one query: similarities (descending) and reference ids."""
+
+    similarities: np.ndarray
+    ids: np.ndarray
+
+
+class GalleryIndex:
+    def __init__(self, dim: int, *, recipe: IndexRecipe = DEFAULT_INDEX_RECIPE):
+        self.dim = dim
+        self.recipe = recipe
+        self.vectors = BrandVectors(dim)
+        self.others = OtherBrandIndex.build(self.vectors, recipe)
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_vectors(cls, vectors: BrandVectors, *, recipe: IndexRecipe = DEFAULT_INDEX_RECIPE,
+                     others: OtherBrandIndex | None = None) -> "GalleryIndex":
+        """An index over ``vectors``, with a new other-brand index unless one is given."""
+        index = cls(vectors.dim, recipe=recipe)
+        index.vectors = vectors
+        index.others = others if others is not None else OtherBrandIndex.build(vectors, recipe)
+        return index
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    @property
+    def approximate(self) -> bool:
+        return self.others.approximate
+
+    def brand_of(self, ref_id: int) -> str:
+        return self.vectors.brand_of(int(ref_id))
+
+    def brand_size(self, brand: str) -> int:
+        with self._lock:
+            return self.vectors.brand_size(brand)
+
+    def brand_sizes(self) -> dict[str, int]:
+        with self._lock:
+            return self.vectors.brand_sizes()
+
+    def memory(self) -> dict[str, int]:
+        """Bytes held: the exact vectors (with their id maps) and the other-brand index."""
+        with self._lock:
+            return {"exact_bytes": self.vectors.nbytes(), "other_brand_index_bytes": self.others.nbytes()}
+
+    def add(self, ids: np.ndarray, brands: list[str], vectors: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if len(ids) == 0:
+            return
+        with self._lock:
+            replaced = self.vectors.remove(ids)
+            self.others.remove(replaced)
+            self.vectors.add(ids, brands, vectors)
+            for brand in set(brands):
+                self.others.forget_brand(brand)
+            if not self.others.approximate and self.recipe.approximate(len(self.vectors)):
+                log.info("the gallery reached %d references: building its approximate other-brand index", len(self.vectors))
+                self.others = OtherBrandIndex.build(self.vectors, self.recipe)
+            else:
+                self.others.add_from(self.vectors, ids)
+
+    def remove(self, ids: list[int]) -> None:
+        with self._lock:
+            brands = {self.vectors.brand_of(int(i)) for i in ids if int(i) in self.vectors}
+            self.others.remove(self.vectors.remove(np.asarray(ids, np.int64)))
+            for brand in brands:
+                self.others.forget_brand(brand)
+
+    def remove_brand(self, brand: str) -> None:
+        with self._lock:
+            self.remove(self.vectors.brand_ids(brand).tolist())
+
+    def search(self, queries: np.ndarray, k: int) -> list[Hits]:
+        """The best ``k`` over the whole gallery (used when no brand is claimed)."""
+        return self.search_other_brands(queries, None, k)
+
+    def search_brand(self, queries: np.ndarray, brand: str, k: int) -> list[Hits]:
+        with self._lock:
+            return [Hits(s, i) for s, i in self.vectors.search_brand(_queries(queries, self.dim), brand, k)]
+
+    def search_other_brands(self, queries: np.ndarray, brand: str | None, k: int) -> list[Hits]:
+        queries = _queries(queries, self.dim)
+        with self._lock:
+            if k <= 0 or len(self.vectors) == 0:
+                return [Hits(np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in range(len(queries))]
+            excluding = brand if brand is not None and self.vectors.brand_size(brand) else None
+            return [Hits(s, i) for s, i in self.others.search(queries, self.vectors, excluding=excluding, k=k)]
+
+    # --- persistence of the other-brand index (a cache: a missing or stale file is rebuilt) ---
+
+    def save(self, path: Path, *, gallery_version: int, model: str) -> None:
+        with self._lock:
+            data = faiss.serialize_index(self.others.raw).tobytes()
+            meta = {"gallery_version": gallery_version, "model": model, "count": len(self), "dim": self.dim,
+                    "recipe": self.recipe.to_dict(), "trained_on": self.others.trained_on,
+                    "sha256": hashlib.sha256(data).hexdigest()}
+        atomic_write_bytes(Path(path), data)
+        atomic_write_bytes(_meta_path(path), json.dumps(meta).encode())
+
+    @classmethod
+    def restore(cls, path: Path, vectors: BrandVectors, *, gallery_version: int, model: str,
+                recipe: IndexRecipe = DEFAULT_INDEX_RECIPE) -> tuple["GalleryIndex", bool]:
+        """An index over ``vectors`` (loaded from the store) that reuses the saved other-brand index
+        when it matches them exactly; else builds a new one. Returns (index, whether it was reused)."""
+        saved = _load_other_brands(Path(path), vectors, gallery_version=gallery_version, model=model, recipe=recipe)
+        return cls.from_vectors(vectors, recipe=recipe, others=saved), saved is not None
+
+
+def _load_other_brands(path: Path, vectors: BrandVectors, *, gallery_version: int, model: str,
+                       recipe: IndexRecipe) -> OtherBrandIndex | None:
+    """The saved other-brand index if it matches exactly and its bytes are the ones saved, else None.
+    Whatever is wrong with a cache file, it only ever means a rebuild."""
+    try:
+        meta = json.loads(_meta_path(path).read_text())
+        if not isinstance(meta, dict):
+            return None
+        if (meta.get("gallery_version"), meta.get("model"), meta.get("dim"), meta.get("recipe")) != (
+                gallery_version, model, vectors.dim, recipe.to_dict()):
+            return None
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+            log.warning("index cache %s does not match its checksum; rebuilding", path)
+            return None
+        raw = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        trained_on = int(meta.get("trained_on", 0))
+    except Exception as exc:  # a missing, truncated or foreign file
+        log.info("index cache %s not usable (%s); rebuilding", path, exc)
+        return None
+    index = OtherBrandIndex(raw, recipe=recipe, trained_on=trained_on)
+    if raw.d != vectors.dim or index.approximate != recipe.approximate(len(vectors)):
+        return None
+    if index.approximate and len(vectors) >= recipe.retrain_growth * max(trained_on, 1):
+        log.info("the gallery grew from %d to %d references since its index was trained: retraining", trained_on, len(vectors))
+        return None
+    if not np.array_equal(np.sort(_stored_ids(raw)), vectors.all_ids()):
+        return None
+    return index
+
+
+def _stored_ids(raw: faiss.Index) -> np.ndarray:
+    ivf = faiss.try_extract_index_ivf(raw)
+    if ivf is None:
+        return faiss.vector_to_array(faiss.downcast_index(raw).id_map)
+    lists = ivf.invlists
+    parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(ivf.nlist) if lists.list_size(i)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def _queries(queries: np.ndarray, dim: int) -> np.ndarray:
+    return np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, dim)
+
+
+def _meta_path(path: Path) -> Path:
+    return Path(path).with_suffix(Path(path).suffix + ".meta.json")

@@ -1,0 +1,97 @@
+"""The index for the best match among every brand but the claimed one: a FAISS index over the
+whole gallery (built from ``IndexRecipe.factory``), searched with the claimed brand's ids
+filtered out during the scan, its candidates re-scored exactly from ``BrandVectors``.
+
+An IVF index removes ids for real (``remove_ids``), so a deleted reference can never come back
+and no compaction is needed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import faiss
+import numpy as np
+
+from detector.index.brand_vectors import BrandVectors
+from detector.index.recipe import IndexRecipe
+
+_SELECTOR_CACHE = 64  # brands whose id filters are kept (a filter holds about 40 bytes an id)
+
+
+class OtherBrandIndex:
+    def __init__(self, raw: faiss.Index, *, recipe: IndexRecipe, trained_on: int):
+        self.raw = raw
+        self.recipe = recipe
+        self.trained_on = trained_on  # gallery size when the approximate index was trained (0: exact)
+        self._ivf = faiss.try_extract_index_ivf(raw)
+        self._selectors: OrderedDict[str, tuple] = OrderedDict()
+
+    @classmethod
+    def build(cls, vectors: BrandVectors, recipe: IndexRecipe, *, rng_seed: int = 0) -> "OtherBrandIndex":
+        """A new index over everything in ``vectors``, trained on a sample of them if approximate."""
+        count = len(vectors)
+        raw = faiss.index_factory(vectors.dim, recipe.factory(count), faiss.METRIC_INNER_PRODUCT)
+        ids = vectors.all_ids()
+        if not raw.is_trained:
+            sample = np.random.default_rng(rng_seed).choice(ids, min(len(ids), recipe.train_sample), replace=False)
+            raw.train(vectors.vectors_of(np.sort(sample)))
+        index = cls(raw, recipe=recipe, trained_on=count if recipe.approximate(count) else 0)
+        index.add_from(vectors, ids)
+        return index
+
+    @property
+    def approximate(self) -> bool:
+        return self._ivf is not None
+
+    def __len__(self) -> int:
+        return int(self.raw.ntotal)
+
+    def add_from(self, vectors: BrandVectors, ids: np.ndarray, chunk: int = 65_536) -> None:
+        for start in range(0, len(ids), chunk):
+            part = np.ascontiguousarray(ids[start : start + chunk], np.int64)
+            self.raw.add_with_ids(vectors.vectors_of(part), part)
+
+    def remove(self, ids: np.ndarray) -> None:
+        if len(ids):
+            self.raw.remove_ids(np.ascontiguousarray(ids, np.int64))
+
+    def forget_brand(self, brand: str) -> None:
+        """Drop ``brand``'s cached id filter (its ids changed)."""
+        self._selectors.pop(brand, None)
+
+    def search(self, queries: np.ndarray, vectors: BrandVectors, *, excluding: str | None, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top ``k`` among every brand but ``excluding`` for each query: (similarities descending, ids).
+        Approximate candidates are re-scored with their exact vectors."""
+        fetch = max(k, self.recipe.rerank) if self.approximate else k
+        selector = None if excluding is None else self._excluding(excluding, vectors)
+        if self.approximate:
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=self.recipe.probes(self._ivf.nlist))
+        else:
+            params = None if selector is None else faiss.SearchParameters(sel=selector)
+        sims, ids = self.raw.search(np.ascontiguousarray(queries, np.float32), fetch, params=params)
+        results = []
+        for query, row_sims, row_ids in zip(queries, sims, ids):
+            keep = row_ids >= 0
+            row_sims, row_ids = row_sims[keep], row_ids[keep]
+            if self.approximate and len(row_ids):
+                row_sims = vectors.vectors_of(row_ids) @ query
+                order = np.argsort(-row_sims, kind="stable")[:k]
+                row_sims, row_ids = row_sims[order], row_ids[order]
+            results.append((row_sims, row_ids))
+        return results
+
+    def _excluding(self, brand: str, vectors: BrandVectors):
+        cached = self._selectors.get(brand)
+        if cached is None:
+            batch = faiss.IDSelectorBatch(vectors.brand_ids(brand))
+            # IDSelectorNot keeps a raw pointer to ``batch``: hold both so neither is freed.
+            cached = (batch, faiss.IDSelectorNot(batch))
+            self._selectors[brand] = cached
+            while len(self._selectors) > _SELECTOR_CACHE:
+                self._selectors.popitem(last=False)
+        self._selectors.move_to_end(brand)
+        return cached[1]
+
+    def nbytes(self) -> int:
+        return int(faiss.serialize_index(self.raw).nbytes)
