@@ -12,7 +12,8 @@ Startup reconciles: originals that no row uses (left by a crash between the two 
 half-written files are removed first (which frees room on a full disk), references embedded by
 another model are re-embedded from their originals (a missing or unreadable original is reported
 and left out), the exact vectors are read from the database in bulk, and the saved other-brand
-index is reused only if it matches them, the index recipe and its checksum (else rebuilt).
+index is reused if its model, recipe and checksum match, brought up to date with references
+added or removed since it was saved (else rebuilt).
 While running, the index follows the gallery version in SQLite, so changes made by another
 process (a ``cfd`` command beside the service) count at the next check.
 """
@@ -165,15 +166,15 @@ class Gallery:
             return None
 
     def _load_or_rebuild_index(self) -> None:
-        """The exact vectors come from the store in bulk; the saved other-brand index is reused when
-        it matches them (see ``GalleryIndex.restore``), else built anew and saved."""
+        """The exact vectors come from the store in bulk; the saved other-brand index is reused (and
+        brought up to date) when it can be (see ``GalleryIndex.restore``), else built anew and saved."""
         with self._write_lock:
             version = self.store.gallery_version()
-            index, reused = GalleryIndex.restore(self.data_dir / INDEX_FILE, self._load_vectors(), gallery_version=version,
-                                                 model=self.model, recipe=self.index_recipe)
+            index, how = GalleryIndex.restore(self.data_dir / INDEX_FILE, self._load_vectors(), gallery_version=version,
+                                              model=self.model, recipe=self.index_recipe)
             self.index, self._index_version = index, version
-            log.info("%s index with %d references", "loaded" if reused else "built", len(index))
-            if not reused:
+            log.info("index of %d references %s", len(index), how)
+            if how != "loaded":
                 self._save_index_locked()
 
     def _load_vectors(self) -> BrandVectors:

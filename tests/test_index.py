@@ -118,25 +118,49 @@ def test_restore_reuses_a_matching_saved_index_and_rebuilds_a_stale_one(tmp_path
     ids, brands, vectors = _clustered(1000)
     path = tmp_path / "index.faiss"
 
-    def loaded():
+    def loaded(without=()):
         store = BrandVectors(vectors.shape[1])
         store.add(ids, brands, vectors)
+        store.remove(np.asarray(without, np.int64))
         return store
 
     index = GalleryIndex.from_vectors(loaded(), recipe=recipe)
     index.save(path, gallery_version=7, model="m1")
-    restored, reused = GalleryIndex.restore(path, loaded(), gallery_version=7, model="m1", recipe=recipe)
-    assert reused and restored.approximate == index.approximate
+    restored, how = GalleryIndex.restore(path, loaded(), gallery_version=7, model="m1", recipe=recipe)
+    assert how == "loaded" and restored.approximate == index.approximate
     query = vectors[:5]
     for a, b in zip(restored.search_other_brands(query, "b1", 3), index.search_other_brands(query, "b1", 3)):
         np.testing.assert_array_equal(a.ids, b.ids)
-    stale = [dict(gallery_version=8, model="m1", recipe=recipe), dict(gallery_version=7, model="m2", recipe=recipe),
+    stale = [dict(gallery_version=7, model="m2", recipe=recipe),
              dict(gallery_version=7, model="m1", recipe=IndexRecipe(rerank=recipe.rerank + 1))]
     for kwargs in stale:
-        rebuilt, reused = GalleryIndex.restore(path, loaded(), **kwargs)
-        assert not reused and len(rebuilt.others) == 1000
-    fewer = loaded()
-    fewer.remove(ids[:1])  # the saved index holds an id the store no longer has
-    assert not GalleryIndex.restore(path, fewer, gallery_version=7, model="m1", recipe=recipe)[1]
+        rebuilt, how = GalleryIndex.restore(path, loaded(), **kwargs)
+        assert how == "built" and len(rebuilt.others) == 1000
+    # other ids under the same gallery version: not a file this gallery wrote
+    assert GalleryIndex.restore(path, loaded(without=ids[:1]), gallery_version=7, model="m1", recipe=recipe)[1] == "built"
     path.write_bytes(b"garbage")
-    assert not GalleryIndex.restore(path, loaded(), gallery_version=7, model="m1", recipe=recipe)[1]
+    assert GalleryIndex.restore(path, loaded(), gallery_version=7, model="m1", recipe=recipe)[1] == "built"
+
+
+def test_a_saved_index_behind_the_gallery_is_brought_up_to_date(tmp_path):
+    ids, brands, vectors = _clustered(3000)
+    path = tmp_path / "index.faiss"
+    saved = BrandVectors(vectors.shape[1])
+    saved.add(ids[:2900], brands[:2900], vectors[:2900])
+    GalleryIndex.from_vectors(saved, recipe=SMALL_APPROXIMATE).save(path, gallery_version=7, model="m1")
+    # since the save (a crash skipped the next one): 100 references added, 200 deleted
+    now = BrandVectors(vectors.shape[1])
+    now.add(ids, brands, vectors)
+    gone = ids[:200]
+    now.remove(gone)
+    restored, how = GalleryIndex.restore(path, now, gallery_version=9, model="m1", recipe=SMALL_APPROXIMATE)
+    assert how == "brought up to date (+100, -200)" and restored.approximate
+    assert len(restored.others) == len(restored) == 2800
+    for ref_id in gone[:50]:
+        assert not set(restored.search(vectors[ref_id - 1][None], 10)[0].ids.tolist()) & set(gone.tolist())
+    for ref_id in ids[2900:2950]:  # an added reference is its own best match
+        assert int(restored.search(vectors[ref_id - 1][None], 1)[0].ids[0]) == ref_id
+    # too far behind: rebuilt
+    few = BrandVectors(vectors.shape[1])
+    few.add(ids[:1000], brands[:1000], vectors[:1000])
+    assert GalleryIndex.restore(path, few, gallery_version=9, model="m1", recipe=SMALL_APPROXIMATE)[1] == "built"

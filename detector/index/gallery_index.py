@@ -131,42 +131,52 @@ class GalleryIndex:
 
     @classmethod
     def restore(cls, path: Path, vectors: BrandVectors, *, gallery_version: int, model: str,
-                recipe: IndexRecipe = DEFAULT_INDEX_RECIPE) -> tuple["GalleryIndex", bool]:
+                recipe: IndexRecipe = DEFAULT_INDEX_RECIPE) -> tuple["GalleryIndex", str]:
         """An index over ``vectors`` (loaded from the store) that reuses the saved other-brand index
-        when it matches them exactly; else builds a new one. Returns (index, whether it was reused)."""
-        saved = _load_other_brands(Path(path), vectors, gallery_version=gallery_version, model=model, recipe=recipe)
-        return cls.from_vectors(vectors, recipe=recipe, others=saved), saved is not None
+        when it was made by the same model and recipe, bringing it up to date when references were
+        added or removed after it was saved (a crash skips the save at shutdown); else builds a new
+        one. Returns the index and what happened ("loaded", "brought up to date ...", "built")."""
+        saved, how = _load_other_brands(Path(path), vectors, gallery_version=gallery_version, model=model, recipe=recipe)
+        return cls.from_vectors(vectors, recipe=recipe, others=saved), how
 
 
 def _load_other_brands(path: Path, vectors: BrandVectors, *, gallery_version: int, model: str,
-                       recipe: IndexRecipe) -> OtherBrandIndex | None:
-    """The saved other-brand index if it matches exactly and its bytes are the ones saved, else None.
-    Whatever is wrong with a cache file, it only ever means a rebuild."""
+                       recipe: IndexRecipe) -> tuple[OtherBrandIndex | None, str]:
+    """The saved other-brand index, brought up to the ids of ``vectors``, if its bytes are the ones
+    saved and it was made for them; else (None, "built"). Whatever is wrong with a cache file, it
+    only ever means a rebuild."""
     try:
         meta = json.loads(_meta_path(path).read_text())
         if not isinstance(meta, dict):
-            return None
-        if (meta.get("gallery_version"), meta.get("model"), meta.get("dim"), meta.get("recipe")) != (
-                gallery_version, model, vectors.dim, recipe.to_dict()):
-            return None
+            return None, "built"
+        if (meta.get("model"), meta.get("dim"), meta.get("recipe")) != (model, vectors.dim, recipe.to_dict()):
+            return None, "built"
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
             log.warning("index cache %s does not match its checksum; rebuilding", path)
-            return None
+            return None, "built"
         raw = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
-        trained_on = int(meta.get("trained_on", 0))
+        trained_on, saved_version = int(meta.get("trained_on", 0)), meta.get("gallery_version")
     except Exception as exc:  # a missing, truncated or foreign file
         log.info("index cache %s not usable (%s); rebuilding", path, exc)
-        return None
+        return None, "built"
     index = OtherBrandIndex(raw, recipe=recipe, trained_on=trained_on)
     if raw.d != vectors.dim or index.approximate != recipe.approximate(len(vectors)):
-        return None
+        return None, "built"
     if index.approximate and len(vectors) >= recipe.retrain_growth * max(trained_on, 1):
         log.info("the gallery grew from %d to %d references since its index was trained: retraining", trained_on, len(vectors))
-        return None
-    if not np.array_equal(np.sort(_stored_ids(raw)), vectors.all_ids()):
-        return None
-    return index
+        return None, "built"
+    stored, current = np.sort(_stored_ids(raw)), vectors.all_ids()
+    gone, new = np.setdiff1d(stored, current, assume_unique=True), np.setdiff1d(current, stored, assume_unique=True)
+    if not len(gone) and not len(new):
+        return index, "loaded"
+    if saved_version == gallery_version:  # the same version with other ids: not a file this gallery wrote
+        return None, "built"
+    if len(gone) + len(new) > recipe.max_catch_up * max(len(current), 1):
+        return None, "built"
+    index.remove(gone)
+    index.add_from(vectors, new)
+    return index, f"brought up to date (+{len(new)}, -{len(gone)})"
 
 
 def _stored_ids(raw: faiss.Index) -> np.ndarray:

@@ -75,7 +75,7 @@ class OtherBrandIndex:
             keep = row_ids >= 0
             row_sims, row_ids = row_sims[keep], row_ids[keep]
             if self.approximate and len(row_ids):
-                row_sims = vectors.vectors_of(row_ids) @ query
+                row_sims = vectors.similarities(row_ids, query)
                 order = np.argsort(-row_sims, kind="stable")[:k]
                 row_sims, row_ids = row_sims[order], row_ids[order]
             results.append((row_sims, row_ids))

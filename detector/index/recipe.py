@@ -16,16 +16,17 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class IndexRecipe:
-    approximate_from: int = 20_000  # galleries smaller than this search other brands exactly
+    approximate_from: int = 10_000  # galleries smaller than this search other brands exactly
     pca_dim: int = 128  # the approximate index's vectors are reduced to this many dimensions ...
     lists_per_sqrt: float = 4.0  # ... and split into about 4·sqrt(N) inverted lists (a power of two)
     min_lists: int = 256
     max_lists: int = 16_384
-    probe_fraction: float = 1 / 32  # lists visited per query, and at least min_probes
-    min_probes: int = 96
+    probe_fraction: float = 1 / 16  # lists visited per query, and at least min_probes
+    min_probes: int = 192
     rerank: int = 64  # approximate candidates re-scored with the exact vectors
-    train_sample: int = 100_000  # vectors the PCA and the coarse quantiser are trained on
+    train_sample: int = 160_000  # vectors the PCA and the coarse quantiser are trained on (39 a list at 4096 lists)
     retrain_growth: float = 4.0  # at a restart, retrain once the gallery has grown this much since training
+    max_catch_up: float = 0.25  # a saved index behind by more changes than this share of the gallery is rebuilt
 
     def approximate(self, count: int) -> bool:
         return count >= self.approximate_from
