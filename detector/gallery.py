@@ -338,55 +338,40 @@ class Gallery:
         return self.store.references_by_ids(ids)
 
     def reference_patches(self, ids: list[int]) -> dict[int, np.ndarray]:
-        """Patch records by reference id (none for a model without a patch head); those missing are
-        computed from the originals and stored. A reference whose original is gone is left out."""
-        if self.patches is None:
-            return {}
+        """Patch records by reference id (none for a model without a patch head)."""
+        return {} if self.patches is None else self._derived_by_ids(ids, self.patches, self._compute_patches)
+
+    def reference_features(self, ids: list[int]) -> dict[int, ReferenceFeatures]:
+        """Alignment features by reference id (those of another recipe, or of another process's upload
+        before this recipe, are recomputed)."""
+        return self._derived_by_ids(ids, self.features, self._compute_features)
+
+    def _derived_by_ids(self, ids: list[int], files: DerivedFiles[T], compute: Callable[[Reference], T | None]) -> dict[int, T]:
+        """What ``files`` holds for each reference; what is missing is computed from the original and
+        stored (a cache: a check never fails for want of room to keep it). A reference whose original
+        is gone is left out."""
         found = {}
         for rid, reference in self.store.references_by_ids(ids).items():
-            records = self.patches.get(reference.sha256)
-            if records is None:
-                records = self._compute_patches(reference)
-            if records is not None:
-                found[rid] = records
+            value = files.get(reference.sha256)
+            if value is None and (value := compute(reference)) is not None:
+                try:
+                    files.put(reference.sha256, value)
+                except (OSError, DetectorError) as exc:
+                    log.warning("could not store the %s of reference %d (%s)", files.what, reference.id, exc)
+            if value is not None:
+                found[rid] = value
         return found
 
     def _compute_patches(self, reference: Reference) -> np.ndarray | None:
         pixels = self._decode_original(reference.id, reference.sha256)
-        if pixels is None:
-            return None
-        records = self.embedder.embed_tensor(pixels).patches_per_photo()[0]
-        try:
-            self._put_patches(reference.sha256, records)
-        except (OSError, DetectorError) as exc:  # a cache: a check never fails for want of room to keep it
-            log.warning("could not store the patch records of reference %d (%s)", reference.id, exc)
-        return records
-
-    def reference_features(self, ids: list[int]) -> dict[int, ReferenceFeatures]:
-        """Alignment features by reference id; those missing (another recipe, another process's upload
-        before this recipe) are computed from the originals and stored. A reference whose original is
-        gone is left out."""
-        found = {}
-        for rid, reference in self.store.references_by_ids(ids).items():
-            features = self.features.get(reference.sha256)
-            if features is None:
-                features = self._compute_features(reference)
-            if features is not None:
-                found[rid] = features
-        return found
+        return None if pixels is None else self.embedder.embed_tensor(pixels).patches_per_photo()[0]
 
     def _compute_features(self, reference: Reference) -> ReferenceFeatures | None:
         try:
-            view = self.decode_stored([reference.sha256]).views[0]
-            features = reference_features(view, self.alignment)
+            return reference_features(self.decode_stored([reference.sha256]).views[0], self.alignment)
         except DetectorError as exc:
             log.error("reference %d: no alignment features (%s)", reference.id, exc.message)
             return None
-        try:
-            self.features.put(reference.sha256, features)
-        except (OSError, DetectorError) as exc:  # a cache: a check never fails for want of room to keep it
-            log.warning("could not store the alignment features of reference %d (%s)", reference.id, exc)
-        return features
 
     def reference_image(self, brand: str, ref_id: int) -> tuple[Reference, bytes]:
         reference = self.store.get_reference(brand, ref_id)
