@@ -75,6 +75,7 @@ def test_approximate_search_finds_the_exact_other_brand_best_match():
     ids, brands, vectors = _clustered(4000)
     index = GalleryIndex(vectors.shape[1], recipe=SMALL_APPROXIMATE)
     index.add(ids, brands, vectors)
+    index.wait_for_training()
     assert index.approximate
     _, query_brands, queries = _clustered(200, seed=1)
     found = 0
@@ -87,19 +88,52 @@ def test_approximate_search_finds_the_exact_other_brand_best_match():
     assert found / len(queries) >= 0.95
 
 
+def _stored_ids(index):
+    from detector.index.gallery_index import _stored_ids
+
+    return np.sort(_stored_ids(index.others.raw))
+
+
 def test_the_gallery_turns_approximate_when_it_reaches_the_recipes_size():
     ids, brands, vectors = _clustered(600)
     index = GalleryIndex(vectors.shape[1], recipe=SMALL_APPROXIMATE)
     index.add(ids[:499], brands[:499], vectors[:499])
     assert not index.approximate
-    index.add(ids[499:], brands[499:], vectors[499:])
+    index.add(ids[499:], brands[499:], vectors[499:])  # trains in the background; searches go on exactly
+    index.wait_for_training()
     assert index.approximate and len(index.others) == len(index) == 600
+    np.testing.assert_array_equal(_stored_ids(index), ids)
+
+
+def test_changes_made_while_a_new_index_trains_are_all_in_it():
+    ids, brands, vectors = _clustered(24_000)
+    recipe = IndexRecipe(approximate_from=500, pca_dim=48, lists_per_sqrt=1.0, min_lists=16, retrain_growth=4.0)
+    index = GalleryIndex(vectors.shape[1], recipe=recipe)
+    index.add(ids[:4000], brands[:4000], vectors[:4000])
+    index.wait_for_training()
+    trained_on = index.others.trained_on
+    # past 4x the size it was trained at: a new index trains while adds and deletes go on
+    index.add(ids[4000:16_000], brands[4000:16_000], vectors[4000:16_000])
+    gone = ids[:12_000:3]
+    during = []
+    for start in range(16_000, 24_000, 500):
+        during.append(index.training)
+        index.add(ids[start : start + 500], brands[start : start + 500], vectors[start : start + 500])
+        index.remove(gone[(start - 16_000) // 2 : (start - 16_000) // 2 + 250].tolist())
+    assert any(during)  # the changes above raced the training
+    index.wait_for_training()
+    assert index.others.trained_on > trained_on
+    np.testing.assert_array_equal(_stored_ids(index), index.vectors.all_ids())
+    assert not set(gone.tolist()) & set(index.vectors.all_ids().tolist())
+    for ref_id in gone[:50]:
+        assert not set(index.search(vectors[ref_id - 1][None], 10)[0].ids.tolist()) & set(gone.tolist())
 
 
 def test_deleted_references_never_come_back():
     ids, brands, vectors = _clustered(3000)
     index = GalleryIndex(vectors.shape[1], recipe=SMALL_APPROXIMATE)
     index.add(ids, brands, vectors)
+    index.wait_for_training()
     gone = set(ids[::2].tolist())
     index.remove(sorted(gone))
     index.remove_brand("b7")

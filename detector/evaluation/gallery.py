@@ -35,6 +35,7 @@ class DatasetGallery:
             if refs.patches is not None:
                 self._patches.update({int(i): refs.patches[row] for i, row in zip(ids, rows)})
             next_id += len(rows)
+        self.index.wait_for_training()  # every evaluation searches the same index, whatever the timing
 
     def reference_patches(self, ids: list[int]) -> dict[int, np.ndarray]:
         return {i: self._patches[i] for i in ids if i in self._patches}

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
@@ -20,10 +20,16 @@ import numpy as np
 
 from detector.fsutil import atomic_write_bytes
 from detector.index.brand_vectors import BrandVectors
-from detector.index.other_brands import OtherBrandIndex
+from detector.index.other_brands import OtherBrandIndex, training_sample
 from detector.index.recipe import DEFAULT_INDEX_RECIPE, IndexRecipe
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Changes:
+    added: set[int] = field(default_factory=set)
+    removed: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class GalleryIndex:
         self.vectors = BrandVectors(dim)
         self.others = OtherBrandIndex.build(self.vectors, recipe)
         self._lock = threading.RLock()
+        self._retraining: _Changes | None = None  # what changed since a background training began
+        self._retrainer: threading.Thread | None = None
 
     @classmethod
     def from_vectors(cls, vectors: BrandVectors, *, recipe: IndexRecipe = DEFAULT_INDEX_RECIPE,
@@ -85,18 +93,64 @@ class GalleryIndex:
             self.vectors.add(ids, brands, vectors)
             for brand in set(brands):
                 self.others.forget_brand(brand)
-            if not self.others.approximate and self.recipe.approximate(len(self.vectors)):
-                log.info("the gallery reached %d references: building its approximate other-brand index", len(self.vectors))
-                self.others = OtherBrandIndex.build(self.vectors, self.recipe)
-            else:
-                self.others.add_from(self.vectors, ids)
+            self.others.add_from(self.vectors, ids)
+            if self._retraining is not None:
+                self._retraining.added.update(ids.tolist())
+            elif self.others.due_for_training(len(self.vectors)):
+                self._start_retraining()
 
     def remove(self, ids: list[int]) -> None:
         with self._lock:
             brands = {self.vectors.brand_of(int(i)) for i in ids if int(i) in self.vectors}
-            self.others.remove(self.vectors.remove(np.asarray(ids, np.int64)))
+            removed = self.vectors.remove(np.asarray(ids, np.int64))
+            self.others.remove(removed)
             for brand in brands:
                 self.others.forget_brand(brand)
+            if self._retraining is not None:
+                self._retraining.removed.update(removed.tolist())
+
+    # --- retraining in the background: searches go on with the current index meanwhile ---
+
+    def _start_retraining(self) -> None:
+        self._retraining = _Changes()
+        log.info("the gallery reached %d references: training a new other-brand index in the background", len(self.vectors))
+        self._retrainer = threading.Thread(target=self._retrain, name="index-training", daemon=True)
+        self._retrainer.start()
+
+    def _retrain(self, chunk: int = 65_536) -> None:
+        """Train on a sample, fill the new index a chunk at a time (the lock is held only to copy
+        vectors), then, under the lock, apply what changed meanwhile and swap it in."""
+        try:
+            with self._lock:
+                ids = self.vectors.all_ids()
+                sample = self.vectors.vectors_of(training_sample(ids, self.recipe))
+            fresh = OtherBrandIndex.trained(sample, count=len(ids), recipe=self.recipe)
+            for start in range(0, len(ids), chunk):
+                with self._lock:
+                    part = np.asarray([i for i in ids[start : start + chunk].tolist() if i in self.vectors], np.int64)
+                    rows = self.vectors.vectors_of(part)
+                fresh.raw.add_with_ids(rows, part)
+            with self._lock:
+                changes = self._retraining
+                fresh.remove(np.asarray(sorted(changes.removed | changes.added), np.int64))
+                fresh.add_from(self.vectors, np.asarray(sorted(i for i in changes.added if i in self.vectors), np.int64))
+                self.others = fresh
+                log.info("new other-brand index in use (%s, %d references)", self.recipe.factory(fresh.trained_on), len(fresh))
+        except Exception:  # a cache: the current index stays in use, and the next change tries again
+            log.exception("training a new other-brand index failed")
+        finally:
+            with self._lock:
+                self._retraining = None
+
+    @property
+    def training(self) -> bool:
+        """Whether a new other-brand index is being trained in the background."""
+        return self._retraining is not None
+
+    def wait_for_training(self, timeout: float | None = None) -> None:
+        """Block until a background training (if any) has finished."""
+        if self._retrainer is not None:
+            self._retrainer.join(timeout)
 
     def remove_brand(self, brand: str) -> None:
         with self._lock:
@@ -163,7 +217,7 @@ def _load_other_brands(path: Path, vectors: BrandVectors, *, gallery_version: in
     index = OtherBrandIndex(raw, recipe=recipe, trained_on=trained_on)
     if raw.d != vectors.dim or index.approximate != recipe.approximate(len(vectors)):
         return None, "built"
-    if index.approximate and len(vectors) >= recipe.retrain_growth * max(trained_on, 1):
+    if index.due_for_training(len(vectors)):
         log.info("the gallery grew from %d to %d references since its index was trained: retraining", trained_on, len(vectors))
         return None, "built"
     stored, current = np.sort(_stored_ids(raw)), vectors.all_ids()

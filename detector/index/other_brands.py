@@ -19,6 +19,11 @@ from detector.index.recipe import IndexRecipe
 _SELECTOR_CACHE = 64  # brands whose id filters are kept (a filter holds about 40 bytes an id)
 
 
+def training_sample(ids: np.ndarray, recipe: IndexRecipe, *, seed: int = 0) -> np.ndarray:
+    """The ids (sorted) an approximate index is trained on."""
+    return np.sort(np.random.default_rng(seed).choice(ids, min(len(ids), recipe.train_sample), replace=False))
+
+
 class OtherBrandIndex:
     def __init__(self, raw: faiss.Index, *, recipe: IndexRecipe, trained_on: int):
         self.raw = raw
@@ -28,17 +33,27 @@ class OtherBrandIndex:
         self._selectors: OrderedDict[str, tuple] = OrderedDict()
 
     @classmethod
-    def build(cls, vectors: BrandVectors, recipe: IndexRecipe, *, rng_seed: int = 0) -> "OtherBrandIndex":
+    def build(cls, vectors: BrandVectors, recipe: IndexRecipe) -> "OtherBrandIndex":
         """A new index over everything in ``vectors``, trained on a sample of them if approximate."""
-        count = len(vectors)
-        raw = faiss.index_factory(vectors.dim, recipe.factory(count), faiss.METRIC_INNER_PRODUCT)
         ids = vectors.all_ids()
-        if not raw.is_trained:
-            sample = np.random.default_rng(rng_seed).choice(ids, min(len(ids), recipe.train_sample), replace=False)
-            raw.train(vectors.vectors_of(np.sort(sample)))
-        index = cls(raw, recipe=recipe, trained_on=count if recipe.approximate(count) else 0)
+        index = cls.trained(vectors.vectors_of(training_sample(ids, recipe)), count=len(ids), recipe=recipe)
         index.add_from(vectors, ids)
         return index
+
+    @classmethod
+    def trained(cls, sample: np.ndarray, *, count: int, recipe: IndexRecipe) -> "OtherBrandIndex":
+        """An empty index for a gallery of ``count``, trained on ``sample`` if approximate."""
+        raw = faiss.index_factory(sample.shape[1], recipe.factory(count), faiss.METRIC_INNER_PRODUCT)
+        if not raw.is_trained:
+            raw.train(np.ascontiguousarray(sample, np.float32))
+        return cls(raw, recipe=recipe, trained_on=count if recipe.approximate(count) else 0)
+
+    def due_for_training(self, count: int) -> bool:
+        """Whether a gallery of ``count`` has outgrown this index: exact where the recipe wants it
+        approximate, or approximate and grown ``retrain_growth`` times since training."""
+        if not self.approximate:
+            return self.recipe.approximate(count)
+        return count >= self.recipe.retrain_growth * max(self.trained_on, 1)
 
     @property
     def approximate(self) -> bool:

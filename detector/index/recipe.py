@@ -25,7 +25,7 @@ class IndexRecipe:
     min_probes: int = 192
     rerank: int = 64  # approximate candidates re-scored with the exact vectors
     train_sample: int = 160_000  # vectors the PCA and the coarse quantiser are trained on (39 a list at 4096 lists)
-    retrain_growth: float = 4.0  # at a restart, retrain once the gallery has grown this much since training
+    retrain_growth: float = 4.0  # retrain (in the background, or at a restart) once the gallery grew this much since training
     max_catch_up: float = 0.25  # a saved index behind by more changes than this share of the gallery is rebuilt
 
     def approximate(self, count: int) -> bool:
