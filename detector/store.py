@@ -8,8 +8,8 @@ index knows whether it is stale.
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -405,21 +405,6 @@ class Store:
             self._bump_version(conn)
             write_audit(conn, actor, "reference.delete", brand, id=ref_id)
             return None if _digest_used(conn, row[0]) else row[0]
-
-    def all_embeddings(self, dim: int, *, model: str | None = None) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
-        """(ids int64, brands, embeddings (N, dim) float32, model fingerprints) of every reference
-        (only those embedded by ``model``, if given)."""
-        where, params = ("WHERE model = ?", (model,)) if model is not None else ("", ())
-        rows = self.query(f"SELECT id, brand, model, embedding FROM refs {where} ORDER BY id", params)
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        brands = [r[1] for r in rows]
-        models = [r[2] for r in rows]
-        matrix = np.zeros((len(rows), dim), np.float32)
-        for i, row in enumerate(rows):
-            vector = np.frombuffer(row[3], dtype=np.float32)
-            if vector.shape[0] == dim:
-                matrix[i] = vector
-        return ids, brands, matrix, models
 
     def reference_counts(self, *, model: str) -> tuple[dict[str, int], int]:
         """References embedded by ``model``, counted per brand, and the largest id (0 if none)."""

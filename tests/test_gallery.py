@@ -107,15 +107,17 @@ def test_model_change_reembeds_from_originals(tmp_path, zero_shot, embedder, cap
     g.create_brand("acme")
     g.add_references("acme", _files("acme", range(2)))
     # simulate embeddings made by another model
-    ids, _, _, _ = g.store.all_embeddings(embedder.embedding_dim)
+    ids, _ = g.store.reference_ids(model="old-model")
     g.store.update_embeddings([(int(i), np.zeros(embedder.embedding_dim, np.float32)) for i in ids], model="old-model")
     g.close()
     g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint)
     with caplog.at_level(logging.INFO, logger="detector.gallery"):
         g.open()
     assert "re-embedded 2/2 references" in caplog.messages
-    _, _, matrix, models = g.store.all_embeddings(embedder.embedding_dim)
+    models = [model for (model,) in g.store.query("SELECT model FROM refs")]
     assert set(models) == {zero_shot.fingerprint}
+    (_, _, matrix), = g.store.iter_embeddings(embedder.embedding_dim, model=zero_shot.fingerprint)
+    assert len(matrix) == 2
     np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
     g.close()
 
@@ -156,7 +158,7 @@ def test_an_index_file_with_zeroed_vectors_is_not_trusted(tmp_path, zero_shot, e
     g.save_index()
     query = embedder.embed([load_image(product_photo("acme", 1))]).vectors
     expected = g.index.search(query, 1)[0]  # through the saved (other-brand) index
-    first_vector = g.store.all_embeddings(embedder.embedding_dim)[2][0]
+    first_vector = next(g.store.iter_embeddings(embedder.embedding_dim, model=g.model))[2][0]
     g.close()
     raw = bytearray((data / INDEX_FILE).read_bytes())
     vectors = 3 * embedder.embedding_dim * 4
