@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
@@ -182,10 +183,17 @@ class Gallery:
         vectors = BrandVectors(dim)
         counts, max_id = self.store.reference_counts(model=self.model)
         vectors.reserve(counts, max_id)
-        with progress.bar(total=sum(counts.values()), desc="loading reference vectors") as bar:
+        # One page is added (converted to fp16) while SQLite reads the next: both release the GIL.
+        with progress.bar(total=sum(counts.values()), desc="loading reference vectors") as bar, \
+                ThreadPoolExecutor(1, thread_name_prefix="index-load") as adder:
+            adding = None
             for ids, brands, matrix in self.store.iter_embeddings(dim, model=self.model):
-                vectors.add(ids, brands, matrix)
+                if adding is not None:
+                    adding.result()
+                adding = adder.submit(vectors.add, ids, brands, matrix)
                 bar.update(len(ids))
+            if adding is not None:
+                adding.result()
         return vectors
 
     def rebuild_index(self) -> int:

@@ -158,7 +158,7 @@ def test_an_index_file_with_zeroed_vectors_is_not_trusted(tmp_path, zero_shot, e
     g.save_index()
     query = embedder.embed([load_image(product_photo("acme", 1))]).vectors
     expected = g.index.search(query, 1)[0]  # through the saved (other-brand) index
-    first_vector = next(g.store.iter_embeddings(embedder.embedding_dim, model=g.model))[2][0]
+    first_vector = g.index.vectors.vectors_of(np.array([refs[0].id]))[0]  # as the index holds it
     g.close()
     raw = bytearray((data / INDEX_FILE).read_bytes())
     vectors = 3 * embedder.embedding_dim * 4

@@ -1,6 +1,6 @@
-"""The gallery's search index: exact inside the claimed brand (``BrandVectors``), exact or
+"""The gallery's search index: exhaustive inside the claimed brand (``BrandVectors``, fp16), exhaustive or
 approximate among all other brands (``OtherBrandIndex``, by ``IndexRecipe``). A cache of SQLite:
-the exact vectors are loaded from the store at start, and a saved other-brand index is reused
+every vector is loaded from the store at start, and a saved other-brand index is reused
 only when it was made by the same recipe for the same gallery version, model and ids.
 
 FAISS on CPU must not be searched while it is being modified, so every operation holds a lock.

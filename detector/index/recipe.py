@@ -2,10 +2,10 @@
 (by ``benchmarks/index_scale.py``); saved with the index, so a saved index made by another recipe
 is rebuilt rather than trusted.
 
-Inside the claimed brand, search is always exact. The best match among all *other* brands comes
+Inside the claimed brand, search is always exhaustive (``BrandVectors``). The best match among all *other* brands comes
 from one index over the whole gallery: exact (``IDMap2,Flat``) while the gallery is small, and
 from ``approximate_from`` references an IVF index over PCA-reduced, 8-bit-quantised vectors
-(about 140 bytes a reference) whose ``rerank`` best candidates are re-scored exactly.
+(about 140 bytes a reference) whose ``rerank`` best candidates are re-scored with the full vectors.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class IndexRecipe:
     max_lists: int = 16_384
     probe_fraction: float = 1 / 16  # lists visited per query, and at least min_probes
     min_probes: int = 192
-    rerank: int = 64  # approximate candidates re-scored with the exact vectors
+    rerank: int = 64  # approximate candidates re-scored with the full vectors
     train_sample: int = 160_000  # vectors the PCA and the coarse quantiser are trained on (39 a list at 4096 lists)
     retrain_growth: float = 4.0  # retrain (in the background, or at a restart) once the gallery grew this much since training
     max_catch_up: float = 0.25  # a saved index behind by more changes than this share of the gallery is rebuilt
