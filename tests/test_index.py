@@ -75,6 +75,35 @@ def test_brand_vectors_keep_every_vector_with_its_id_through_removals():
     assert len(store) == len(kept) + 1
 
 
+def test_brand_search_is_exhaustive_over_the_held_vectors_through_churn():
+    ids, brands, vectors = _clustered(3000, brands=3)
+    store = BrandVectors(vectors.shape[1])
+    store.reserve({"b0": 100}, 10)  # a reservation smaller than what comes: the buffers still grow
+    rng = np.random.default_rng(5)
+    present = {}
+    for start in range(0, 3000, 500):  # adds and removals interleaved, some ids removed then added again
+        chunk = slice(start, start + 500)
+        store.add(ids[chunk], brands[chunk], vectors[chunk])
+        present.update({int(i): b for i, b in zip(ids[chunk], brands[chunk])})
+        gone = rng.choice(sorted(present), 150, replace=False)
+        store.remove(gone)
+        for i in gone:
+            del present[int(i)]
+        back = gone[:20]
+        store.add(back, [brands[i - 1] for i in back], vectors[back - 1])
+        present.update({int(i): brands[i - 1] for i in back})
+    queries = _unit(rng.standard_normal((20, vectors.shape[1])))
+    held = vectors.astype(np.float16).astype(np.float32)
+    for brand in ("b0", "b1", "b2"):
+        members = np.array(sorted(i for i, b in present.items() if b == brand))
+        assert store.brand_size(brand) == len(members)
+        for query, (sims, found) in zip(queries, store.search_brand(queries, brand, 5)):
+            expected = held[members - 1] @ query
+            order = np.argsort(-expected)[:5]
+            np.testing.assert_allclose(sims, expected[order], atol=1e-5)
+            np.testing.assert_array_equal(np.sort(found), np.sort(members[order]))
+
+
 def test_approximate_search_finds_the_exact_other_brand_best_match():
     ids, brands, vectors = _clustered(4000)
     index = GalleryIndex(vectors.shape[1], recipe=SMALL_APPROXIMATE)
