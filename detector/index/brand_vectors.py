@@ -5,8 +5,8 @@ re-score approximate candidates).
 Vectors are held in half precision (a FAISS ``IndexScalarQuantizer`` of ``QT_fp16`` per brand): half
 the memory and half the bytes a scan reads, which is what a big brand's scan is bound by (measured
 at 1M references: p99 3.3 ms in float32, 1.2-1.7 ms in fp16). Rounding a unit vector to fp16 moves
-its inner product with a unit query by at most 2^-11 (about 5e-4; 1.8e-4 the most measured), far
-below what separates a genuine photo from a counterfeit. Scores are accumulated in float32.
+its inner product with a unit query by at most 2^-11 (about 5e-4; 1.8e-4 the most measured), well
+below the 1.3% cosine by which bf16 inference moves embeddings. Scores are accumulated in float32.
 
 A removed row is filled with the brand's last one. Two arrays indexed by reference id give its
 brand and row (8 bytes a reference), so lookups never walk Python objects.
