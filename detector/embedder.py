@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 from torch import nn
 
 from detector.backbones import FeatureExtractor
+from detector.batchnorm_folding import fold_batchnorm
 from detector.patches import PatchHead
 from detector.precision import resolve_precision
 from detector.transforms import EvalTransform
@@ -94,13 +96,21 @@ class Embedder:
     """Runs an EmbeddingNet on PIL images in batches, with the model's own eval transform."""
 
     def __init__(self, net: EmbeddingNet, transform: EvalTransform, *, batch_size: int = 16, precision: str = "fp32",
-                 channels_last: bool = True):
+                 channels_last: bool = True, fold_norms: bool = True):
+        """Runs a copy of ``net`` made for inference (``net`` itself is left as it is): in eval mode,
+        without gradients and, in fp32, with its BatchNorms folded into their convolutions unless
+        ``fold_norms`` is False (benchmarks compare both). fp32 folding is 1.5x faster with the same
+        metrics; in bf16 it was 1.3x faster but moved grocery-store TPR at 1% FPR from 0.524 to
+        0.498, so bf16 keeps its norms."""
         self.transform = transform
         self.batch_size = batch_size
         self.precision = resolve_precision(precision)
         # channels_last is ~1.7x faster on this CPU for the same fp32 arithmetic (benchmarks/)
         self.channels_last = channels_last
-        self.net = net.eval().to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        self.net = copy.deepcopy(net).eval().requires_grad_(False)
+        if fold_norms and self.precision == "fp32":
+            fold_batchnorm(self.net)
+        self.net = self.net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return self.transform.batch(list(images))
