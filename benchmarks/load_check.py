@@ -83,7 +83,8 @@ def _request(host: str, port: int, key: str, photo: bytes) -> bytes:
             f"Content-Type: image/jpeg\r\n\r\n").encode() + photo + f"\r\n--{BOUNDARY}--\r\n".encode()
     headers = {"Host": f"{host}:{port}", **auth(key), "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
                "Content-Length": str(len(body))}
-    return f"POST /v1/check HTTP/1.1\r\n{''.join(f'{k}: {v}' + chr(13) + chr(10) for k, v in headers.items())}\r\n".encode() + body
+    lines = ["POST /v1/check HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+    return "\r\n".join(lines).encode() + body
 
 
 class _Connection:

@@ -14,6 +14,10 @@ from detector.embedder import Embedder
 from tests.synthetic import product_image
 
 
+def _norms(module: nn.Module) -> int:
+    return sum(isinstance(m, nn.BatchNorm2d) for m in module.modules())
+
+
 def _with_random_statistics(module: nn.Module, seed: int = 0) -> nn.Module:
     """Norms whose statistics and affine terms are far from the identity, so a wrong fold shows."""
     generator = torch.Generator().manual_seed(seed)
@@ -30,10 +34,10 @@ def _with_random_statistics(module: nn.Module, seed: int = 0) -> nn.Module:
 @pytest.mark.parametrize("name", available_backbones())
 def test_every_registered_backbone_folds_all_its_norms_and_computes_the_same(name):
     backbone = _with_random_statistics(build_backbone(name, pretrained=False))
-    norms = sum(isinstance(m, nn.BatchNorm2d) for m in backbone.modules())
+    norms = _norms(backbone)
     folded = copy.deepcopy(backbone)
     assert fold_batchnorm(folded) == norms > 0
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert _norms(folded) == 0
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected, got = backbone(x), folded(x)
@@ -50,15 +54,15 @@ def test_folding_needs_eval_mode():
 
 def test_the_embedder_folds_a_copy_and_keeps_the_embeddings(zero_shot):
     net = zero_shot.net
-    norms_before = sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    norms_before = _norms(net)
     images = [product_image(b, i) for b in ("acme", "zenit") for i in range(3)]
     fp32 = replace(zero_shot, precision="fp32")
     folded = fp32.embedder()
     plain = Embedder(net, fp32.config.transform(), precision="fp32", fold_norms=False)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.net.modules())
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == norms_before  # the model's own net is untouched
+    assert _norms(folded.net) == 0
+    assert _norms(net) == norms_before  # the model's own net is untouched
     cosine = np.sum(folded.embed(images).vectors * plain.embed(images).vectors, axis=1)
     assert cosine.min() > 0.99999
     # bf16 keeps its norms: folded, it moved the metrics
     bf16 = replace(zero_shot, precision="bf16").embedder()
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in bf16.net.modules()) == norms_before
+    assert _norms(bf16.net) == norms_before
