@@ -16,9 +16,12 @@ def entries(store: Store, *, action: str | None = None, target: str | None = Non
             before: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
     """Newest first; ``action`` matches exactly or as a prefix ending in '.' (``decision.``). -> (page, next cursor)."""
     clauses, params = ["id < ?"], [before if before is not None else MAX_ID]
-    if action is not None:
-        clauses.append("(action = ? OR (substr(?, -1) = '.' AND substr(action, 1, length(?)) = ?))")
-        params += [action, action, action, action]
+    if action is not None and action.endswith("."):
+        clauses.append("substr(action, 1, ?) = ?")
+        params += [len(action), action]
+    elif action is not None:
+        clauses.append("action = ?")
+        params.append(action)
     for column, value in (("target", target), ("key_id", key_id)):
         if value is not None:
             clauses.append(f"{column} = ?")

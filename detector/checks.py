@@ -105,12 +105,12 @@ class CheckLog:
                 for photo in photos:
                     self.blobs.put(photo.data)
                 with self.store.transaction() as conn:
-                    cursor = conn.execute(
+                    check_id = int(conn.execute(
                         "INSERT INTO checks(listing_id, brand, claimed, verdict, score, model_name, model_version, model, "
-                        "gallery_version, key_id, source, created_at, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+                        "gallery_version, key_id, source, created_at, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '') "
+                        "RETURNING id",
                         (result.listing_id, result.brand, int(claimed), result.verdict, result.counterfeit_score, result.model.name,
-                         result.model.version, model, gallery_version, key_id, source, utc_now()))
-                    check_id = int(cursor.lastrowid)
+                         result.model.version, model, gallery_version, key_id, source, utc_now())).fetchone()[0])
                     result.check_id = check_id
                     body = result.model_dump_json()
                     conn.execute("UPDATE checks SET result = ? WHERE id = ?", (body, check_id))
@@ -140,12 +140,13 @@ class CheckLog:
     def _decide(conn, check_id: int, decision: Decision, *, actor: str) -> dict[str, Any]:
         at = utc_now()
         kind = decision.kind or (DEFAULT_COUNTERFEIT_KIND if decision.decision == "counterfeit" else None)
-        cursor = conn.execute("INSERT INTO decisions(check_id, decision, kind, note, key_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                              (check_id, decision.decision, kind, decision.note, actor, at))
+        decision_id = conn.execute("INSERT INTO decisions(check_id, decision, kind, note, key_id, created_at) "
+                                   "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                                   (check_id, decision.decision, kind, decision.note, actor, at)).fetchone()[0]
         conn.execute("UPDATE checks SET decision = ? WHERE id = ?", (decision.decision, check_id))
         bump_counter(conn, "evidence_version")
         write_audit(conn, actor, "decision.add", f"check/{check_id}", decision=decision.decision, kind=kind)
-        return {"id": int(cursor.lastrowid), "check_id": check_id, "decision": decision.decision, "kind": kind,
+        return {"id": int(decision_id), "check_id": check_id, "decision": decision.decision, "kind": kind,
                 "note": decision.note, "key_id": actor, "created_at": at}
 
     def update_result(self, check_id: int, result: CheckResult, *, gallery_version: int, actor: str, old_verdict: str) -> None:
@@ -261,7 +262,7 @@ class CheckLog:
         rows = self.store.query(
             "SELECT c.id, c.brand, c.decision, c.model, (SELECT d.kind FROM decisions d WHERE d.check_id = c.id "
             f"ORDER BY d.id DESC LIMIT 1) FROM checks c WHERE {' AND '.join(clauses)} ORDER BY c.id DESC LIMIT ?",
-            (*params, -1 if latest is None else latest))
+            (*params, MAX_ID if latest is None else latest))
         return [{"id": r[0], "brand": r[1], "decision": r[2], "model": r[3], "kind": r[4]} for r in reversed(rows)]
 
     def brand_stats(self, brand: str, *, days: int) -> dict[str, Any]:

@@ -19,12 +19,14 @@ from typing import Callable, Sequence
 
 from detector import progress
 from detector.precision import PRECISIONS
+from detector.database import is_postgres_url
 from detector.errors import DetectorError, InvalidInputError
 from detector.evaluation.dataset import IMAGE_SUFFIXES
 from detector.store import DB_FILE, LOCAL_ACTOR, MAX_ID, Store
 
 DEFAULT_DATA_DIR = "./var"
 DATA_DIR_VARIABLE = "CFD_DATA_DIR"
+DATABASE_VARIABLE = "CFD_DATABASE"
 CHUNK = 32
 log = logging.getLogger("detector.cli")
 COMMAND_GROUP = "counterfeit_detector.commands"
@@ -67,21 +69,27 @@ def load_model_from_args(args):
 def _runtime(args, *, align: bool = True):
     from detector.runtime import open_runtime
 
-    return open_runtime(args.data_dir, load_model_from_args(args), reembed=args.reembed, align=align)
+    return open_runtime(args.data_dir, load_model_from_args(args), reembed=args.reembed, align=align, database=args.database)
 
 
 def _store(args):
-    return Store(Path(args.data_dir) / DB_FILE)
+    return Store(args.database or Path(args.data_dir) / DB_FILE)
 
 
 def resolve_data_dir(args) -> None:
-    """``--data-dir``, else ``$CFD_DATA_DIR``, else ./var; only commands that set one up may create it."""
+    """``--data-dir``, else ``$CFD_DATA_DIR``, else ./var; only commands that set one up may create it.
+    ``--database``, else ``$CFD_DATABASE``: a PostgreSQL URL in place of the data directory's SQLite file
+    (the data directory then holds the originals and derived files, shared by every replica)."""
     args.data_dir = Path(args.data_dir or os.environ.get(DATA_DIR_VARIABLE) or DEFAULT_DATA_DIR)
+    args.database = getattr(args, "database", None) or os.environ.get(DATABASE_VARIABLE) or None
+    if args.database is not None and not is_postgres_url(args.database):
+        raise InvalidInputError(f"--database takes a postgresql:// URL (without it, the data directory's {DB_FILE} is used)")
     where = args.data_dir.resolve()
-    if not (args.data_dir / DB_FILE).is_file():
+    exists = args.data_dir.is_dir() if args.database else (args.data_dir / DB_FILE).is_file()
+    if not exists:
         if not args.creates_data_dir:
-            raise InvalidInputError(f"no data directory at {where} (no {DB_FILE}); pass --data-dir or set "
-                                    f"{DATA_DIR_VARIABLE}, or create one with 'cfd brands add' or 'cfd serve'")
+            raise InvalidInputError(f"no data directory at {where}{'' if args.database else f' (no {DB_FILE})'}; pass "
+                                    f"--data-dir or set {DATA_DIR_VARIABLE}, or create one with 'cfd brands add' or 'cfd serve'")
         print(f"creating a new data directory at {where}", file=sys.stderr)
     log.info("data directory: %s", where)
 
@@ -309,6 +317,9 @@ def add_command(commands, name: str, func: Callable, help: str, *, data_dir: boo
     if data_dir:
         parser.add_argument("--data-dir", default=None,
                             help=f"runtime state folder (default: ${DATA_DIR_VARIABLE}, else {DEFAULT_DATA_DIR})")
+        parser.add_argument("--database", default=None, metavar="URL",
+                            help=f"postgresql://... to keep the store in PostgreSQL (default: ${DATABASE_VARIABLE}, else "
+                                 f"the data directory's {DB_FILE})")
         parser.set_defaults(creates_data_dir=creates)
     if model:
         add_model_arguments(parser)

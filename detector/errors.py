@@ -79,6 +79,12 @@ class InsufficientStorageError(DetectorError):
     code = "insufficient_storage"
 
 
+class StoreUnavailableError(DetectorError):
+    """The database server cannot be reached (or went away mid-request); nothing was stored."""
+
+    code = "store_unavailable"
+
+
 class OverloadedError(DetectorError):
     code = "overloaded"
 

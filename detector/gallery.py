@@ -71,10 +71,12 @@ class Decoded:
 
 class Gallery:
     def __init__(self, data_dir: str | Path, *, embedder: Embedder, model_fingerprint: str, limits: Limits = Limits(),
-                 alignment: AlignmentRecipe = DEFAULT_RECIPE, index_recipe: IndexRecipe = DEFAULT_INDEX_RECIPE):
+                 alignment: AlignmentRecipe = DEFAULT_RECIPE, index_recipe: IndexRecipe = DEFAULT_INDEX_RECIPE,
+                 database: str | None = None):
+        """``database``: a ``postgresql://`` URL; by default the data directory's own SQLite file."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(self.data_dir / DB_FILE)
+        self.store = Store(database or self.data_dir / DB_FILE)
         self.blobs = BlobStore(self.data_dir / IMAGES_DIR)
         self.lock = DataDirLock(self.data_dir)
         self.checks = CheckLog(self.store, self.blobs, self.lock)

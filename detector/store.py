@@ -1,9 +1,10 @@
-"""SQLite source of truth: brands, references (with embeddings), API keys, stored checks and
-reviewers' decisions, per-brand thresholds, webhooks and the audit log.
+"""The source of truth: brands, references (with embeddings), API keys, stored checks and
+reviewers' decisions, per-brand thresholds, webhooks and the audit log, in SQLite (the embedded
+default) or PostgreSQL (``detector.database``; the schema is ``detector.database.schema``).
 
-WAL journal with ``synchronous=FULL``: a committed transaction survives power loss or ``kill -9``.
-Every change to the gallery bumps ``gallery_version`` in the same transaction, so a cached FAISS
-index knows whether it is stale.
+A committed transaction is durable. Every change to the gallery bumps ``gallery_version`` in the
+same transaction, so a cached FAISS index (this process's, or another replica's) knows whether
+it is stale.
 """
 
 from __future__ import annotations
@@ -11,18 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from detector.database import Connection, Database, open_database
 from detector.errors import ConflictError, InvalidInputError, NotFoundError, UnknownBrandError
-from detector.fsutil import disk_full_is_typed
+from detector.timestamps import iso_utc, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -33,147 +31,19 @@ MAX_DISPLAY_NAME_LENGTH = 200
 DB_FILE = "db.sqlite3"
 MAX_ID = 2**63 - 1  # the largest SQLite integer: ids and cursors beyond it are refused, not overflowed
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS brands (
-    slug TEXT PRIMARY KEY,
-    display_name TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS refs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    brand TEXT NOT NULL REFERENCES brands(slug) ON DELETE CASCADE,
-    product TEXT,
-    sha256 TEXT NOT NULL,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    created_at TEXT NOT NULL,
-    model TEXT NOT NULL,
-    embedding BLOB NOT NULL,
-    patches BLOB,  -- only in databases from before the patch store (detector.patch_store): moved out at start
-    UNIQUE (brand, sha256)
-);
-CREATE INDEX IF NOT EXISTS refs_by_sha ON refs(sha256);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    key_hash TEXT NOT NULL UNIQUE,
-    role TEXT NOT NULL,
-    brand TEXT,
-    created_at TEXT NOT NULL,
-    revoked_at TEXT
-);
-CREATE TABLE IF NOT EXISTS checks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    listing_id TEXT,
-    brand TEXT,
-    claimed INTEGER NOT NULL,
-    verdict TEXT NOT NULL,
-    score REAL,
-    model_name TEXT NOT NULL,
-    model_version TEXT NOT NULL,
-    model TEXT NOT NULL,
-    gallery_version INTEGER NOT NULL,
-    key_id TEXT NOT NULL,
-    source TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    rescored_at TEXT,
-    decision TEXT,
-    result TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS checks_by_brand ON checks(brand, id);
-CREATE INDEX IF NOT EXISTS checks_by_time ON checks(created_at);
-CREATE TABLE IF NOT EXISTS check_photos (
-    check_id INTEGER NOT NULL REFERENCES checks(id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    phash INTEGER NOT NULL,
-    embedding BLOB NOT NULL,
-    logit REAL,
-    patches BLOB,
-    signals TEXT NOT NULL,
-    PRIMARY KEY (check_id, idx)
-);
-CREATE INDEX IF NOT EXISTS check_photos_by_sha ON check_photos(sha256);
-CREATE TABLE IF NOT EXISTS decisions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    check_id INTEGER NOT NULL REFERENCES checks(id),
-    decision TEXT NOT NULL,
-    kind TEXT,
-    note TEXT,
-    key_id TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS decisions_by_check ON decisions(check_id);
-CREATE TABLE IF NOT EXISTS brand_calibrations (
-    brand TEXT NOT NULL REFERENCES brands(slug) ON DELETE CASCADE,
-    model TEXT NOT NULL,
-    suspicious REAL NOT NULL,
-    counterfeit REAL NOT NULL,
-    source TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    fitted_at TEXT NOT NULL,
-    PRIMARY KEY (brand, model)
-);
-CREATE TABLE IF NOT EXISTS webhooks (
-    id TEXT PRIMARY KEY,
-    url TEXT NOT NULL,
-    min_verdict TEXT NOT NULL,
-    brand TEXT,
-    secret TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    removed_at TEXT
-);
-CREATE TABLE IF NOT EXISTS webhook_deliveries (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    webhook_id TEXT NOT NULL REFERENCES webhooks(id),
-    check_id INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS deliveries_due ON webhook_deliveries(state, next_attempt_at);
-CREATE TABLE IF NOT EXISTS webhook_attempts (
-    delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
-    attempt INTEGER NOT NULL,
-    at TEXT NOT NULL,
-    status INTEGER,
-    error TEXT
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    key_id TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-INSERT OR IGNORE INTO meta(key, value) VALUES ('gallery_version', '0');
-INSERT OR IGNORE INTO meta(key, value) VALUES ('evidence_version', '0');
-"""
 # Who made a write that did not come through the API (a ``cfd`` command, a script on the machine).
 LOCAL_ACTOR = "local"
 
 
-def write_audit(conn: sqlite3.Connection, actor: str, action: str, target: str, **detail) -> None:
+def write_audit(conn: Connection, actor: str, action: str, target: str, **detail) -> None:
     """One audit row, in the caller's transaction: the write and its record commit together."""
     conn.execute("INSERT INTO audit(at, key_id, action, target, detail) VALUES (?, ?, ?, ?, ?)",
                  (utc_now(), actor, action, target, json.dumps(detail, sort_keys=True)))
 
 
-def iso_utc(moment: datetime) -> str:
-    """The stored form of a time: UTC, milliseconds, 'Z', so that text order is time order."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def utc_now() -> str:
-    return iso_utc(datetime.now(timezone.utc))
-
-
-def bump_counter(conn: sqlite3.Connection, key: str) -> None:
+def bump_counter(conn: Connection, key: str) -> None:
     """Count one change of ``key`` (``gallery_version``, ``evidence_version``) in the caller's transaction."""
-    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?", (key,))
+    conn.execute("UPDATE meta SET value = CAST(value AS BIGINT) + 1 WHERE key = ?", (key,))
 
 
 def validate_brand_slug(slug: str) -> str:
@@ -244,52 +114,34 @@ class ApiKeyRecord:
 _REF_COLUMNS = "id, brand, product, sha256, width, height, created_at"
 
 
-def _digest_used(conn: sqlite3.Connection, digest: str) -> bool:
+def _digest_used(conn: Connection, digest: str) -> bool:
     return bool(conn.execute("SELECT 1 FROM refs WHERE sha256 = ? UNION ALL SELECT 1 FROM check_photos WHERE sha256 = ? LIMIT 1",
                              (digest, digest)).fetchone())
 
 
-def _reference(row: sqlite3.Row, duplicate: bool = False) -> Reference:
+def _reference(row: tuple, duplicate: bool = False) -> Reference:
     return Reference(row[0], row[1], row[2], row[3], row[4], row[5], row[6], duplicate)
 
 
 class Store:
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        with self._lock:
-            self._conn.executescript(_SCHEMA)
-            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(refs)")}
-            if "patches" not in columns:  # a database from before patch descriptors
-                self._conn.execute("ALTER TABLE refs ADD COLUMN patches BLOB")
+    """``location``: a ``postgresql://`` URL, or a SQLite file's path."""
+
+    def __init__(self, location: str | Path):
+        self.location = location
+        self.database: Database = open_database(location)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self.database.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, disk_full_is_typed():
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:  # a failed COMMIT (a full disk) leaves it open
-                    self._conn.execute("ROLLBACK")
-                raise
+    def transaction(self):
+        """One write transaction (serialised with every other writer's, in any process)."""
+        return self.database.transaction()
 
-    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self.database.query(sql, params)
 
     @staticmethod
-    def _bump_version(conn: sqlite3.Connection) -> None:
+    def _bump_version(conn: Connection) -> None:
         bump_counter(conn, "gallery_version")
 
     def _counter(self, key: str) -> int:
@@ -360,13 +212,12 @@ class Store:
                 if existing:
                     results.append(_reference(existing, duplicate=True))
                     continue
-                cursor = conn.execute(
+                row = conn.execute(
                     "INSERT INTO refs(brand, product, sha256, width, height, created_at, model, embedding) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_REF_COLUMNS}",
                     (brand, product, item.sha256, item.width, item.height, utc_now(), model,
                      np.asarray(item.embedding, np.float32).tobytes()),
-                )
-                row = conn.execute(f"SELECT {_REF_COLUMNS} FROM refs WHERE id = ?", (cursor.lastrowid,)).fetchone()
+                ).fetchone()
                 results.append(_reference(row))
             if any(not r.duplicate for r in results):
                 self._bump_version(conn)

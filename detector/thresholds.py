@@ -88,8 +88,10 @@ def fit(scores: np.ndarray, *, targets: tuple[float, float], source: str) -> tup
 
 def save(store: Store, brand: str, model: str, thresholds: Thresholds, detail: dict[str, Any], *, actor: str) -> None:
     with store.transaction() as conn:
-        conn.execute("INSERT OR REPLACE INTO brand_calibrations(brand, model, suspicious, counterfeit, source, detail, fitted_at) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        conn.execute("INSERT INTO brand_calibrations(brand, model, suspicious, counterfeit, source, detail, fitted_at) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (brand, model) DO UPDATE SET suspicious = excluded.suspicious, "
+                     "counterfeit = excluded.counterfeit, source = excluded.source, detail = excluded.detail, "
+                     "fitted_at = excluded.fitted_at",
                      (brand, model, thresholds.suspicious, thresholds.counterfeit, thresholds.source,
                       json.dumps({**detail, "genuine": thresholds.genuine}), thresholds.fitted_at))
         write_audit(conn, actor, "calibration.brand", brand, suspicious=thresholds.suspicious,

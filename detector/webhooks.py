@@ -1,6 +1,6 @@
 """Webhooks: a registered URL receives each stored check at or above its chosen verdict.
 
-Deliveries are an outbox in SQLite, written in the check's own transaction, so a check on record
+Deliveries are an outbox in the store's database, written in the check's own transaction, so a check on record
 is never without its deliveries, and they survive a restart. A dispatcher thread posts them:
 each body is signed with HMAC-SHA256 over ``"<timestamp>." + body`` (headers ``X-CFD-Timestamp``
 and ``X-CFD-Signature: sha256=<hex>``), retried with exponential backoff until a 2xx answer or
@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import sqlite3
 import threading
 import time
 import urllib.error
@@ -23,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from detector.database import Connection
 from detector.errors import InvalidInputError, NotFoundError
 from detector.store import Store, utc_now, validate_brand_slug, write_audit
 
@@ -103,7 +103,7 @@ def deliveries(store: Store, hook_id: str, *, limit: int = 100) -> list[dict]:
     return out
 
 
-def enqueue(conn: sqlite3.Connection, *, check_id: int, brand: str | None, verdict: str, body: str) -> int:
+def enqueue(conn: Connection, *, check_id: int, brand: str | None, verdict: str, body: str) -> int:
     """Deliveries of one stored check to every hook it concerns, in the check's transaction."""
     rank = VERDICT_RANK[verdict]
     hooks = [h for h, min_verdict, hook_brand in conn.execute(

@@ -24,8 +24,20 @@ def embedder(zero_shot):
 
 
 @pytest.fixture
-def gallery(tmp_path, zero_shot, embedder):
-    g = Gallery(tmp_path / "var", embedder=embedder, model_fingerprint=zero_shot.fingerprint).open()
+def database() -> str | None:
+    """The store's database for the gallery fixtures: None, the data directory's SQLite file. A module
+    overrides it with ``engine_database`` to run each of its tests on both engines."""
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine_database(request) -> str | None:
+    return None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def gallery(tmp_path, zero_shot, embedder, database):
+    g = Gallery(tmp_path / "var", embedder=embedder, model_fingerprint=zero_shot.fingerprint, database=database).open()
     yield g
     g.close()
 
@@ -71,3 +83,18 @@ def small_disk(tmp_path):
         pytest.skip("mounting a tmpfs needs root")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from tests.postgres_server import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh database on the session's throwaway PostgreSQL server."""
+    return postgres_server.new_database()

@@ -12,6 +12,12 @@ from detector.images import load_image
 from tests.synthetic import product_photo
 
 
+@pytest.fixture
+def database(engine_database):
+    """The tests that take a gallery (or ``database``) run on SQLite and on PostgreSQL."""
+    return engine_database
+
+
 def _files(brand, seeds):
     return [UploadFile(f"{brand}{s}.png", product_photo(brand, s)) for s in seeds]
 
@@ -70,13 +76,14 @@ def test_brand_rules(gallery):
         gallery.add_references("nope", _files("acme", [1]))
 
 
-def test_restart_reuses_the_saved_index_brings_it_up_to_date_and_rebuilds_a_missing_one(tmp_path, zero_shot, embedder, caplog):
+def test_restart_reuses_the_saved_index_brings_it_up_to_date_and_rebuilds_a_missing_one(tmp_path, zero_shot, embedder, caplog,
+                                                                                         database):
     data = tmp_path / "var"
 
     def reopened():
         with caplog.at_level(logging.INFO, logger="detector.gallery"):
             caplog.clear()
-            g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint).open()
+            g = Gallery(data, embedder=embedder, model_fingerprint=zero_shot.fingerprint, database=database).open()
         return g, [m for m in caplog.messages if m.startswith("index of ")]
 
     g, _ = reopened()

@@ -22,6 +22,12 @@ from tests.alignment_scenes import listing_photo, studio_product
 from tests.synthetic import encode, product_photo
 
 
+@pytest.fixture
+def database(engine_database):
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return engine_database
+
+
 def _photo(brand: str, seed: int) -> UploadFile:
     return UploadFile(f"{brand}-{seed}.png", product_photo(brand, seed))
 
@@ -239,7 +245,7 @@ def test_webhook_deliveries_wait_in_the_outbox_until_a_receiver_answers(detector
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from detector import webhooks
-    from detector.store import DB_FILE, Store
+    from detector.store import Store
 
     got: list[bytes] = []
 
@@ -259,7 +265,7 @@ def test_webhook_deliveries_wait_in_the_outbox_until_a_receiver_answers(detector
     check_id = detector.check([_photo("acme", 230)], brand="acme").check_id
 
     policy = webhooks.DeliveryPolicy(max_attempts=3, retry_base_s=0.0, timeout_s=2)
-    store = Store(detector.gallery.data_dir / DB_FILE)  # another process's view: the outbox is in the database
+    store = Store(detector.gallery.store.location)  # another process's view: the outbox is in the database
     try:
         assert webhooks.Dispatcher(store, policy).deliver_due() == 1  # refused: stays pending
         assert store.query("SELECT state, attempts FROM webhook_deliveries")[0] == ("pending", 1)

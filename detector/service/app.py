@@ -26,7 +26,7 @@ from detector.service.metrics import ServiceMetrics
 from detector.service.routes import admin, brands, check, checks, health, me, pages, references
 from detector.service.settings import Settings
 from detector.service.uploads import BodyGuard
-from detector.store import DB_FILE, LOCAL_ACTOR, Store
+from detector.store import LOCAL_ACTOR, Store
 from detector.thumbnails import Thumbnails
 from detector.webhooks import Dispatcher
 
@@ -59,7 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
                     "Every /v1 request needs `Authorization: Bearer <api-key>` (create one with `cfd keys create`).",
     )
     app.state.settings = settings
-    app.state.store = Store(settings.data_dir / DB_FILE)
+    app.state.store = Store(settings.store_location)
     app.state.dispatcher = Dispatcher(app.state.store, settings.webhooks)
     app.state.runtime = None
     app.state.batcher = None
@@ -85,7 +85,7 @@ async def _load(app: FastAPI) -> None:
     try:
         model = await asyncio.to_thread(load_model, settings.model, precision=settings.precision)
         runtime = await asyncio.to_thread(open_runtime, settings.data_dir, model, limits=settings.limits,
-                                          align=settings.alignment)
+                                          align=settings.alignment, database=settings.database)
     except Exception as exc:  # the service stays up, not ready, and says why
         log.exception("startup failed")
         app.state.startup_error = str(exc)

@@ -26,6 +26,7 @@ STATUS_BY_CODE = {
     "unsupported_media_type": 415,
     "validation_error": 422,
     "overloaded": 503,
+    "store_unavailable": 503,
     "not_ready": 503,
     "insufficient_storage": 507,
 }

@@ -11,7 +11,7 @@ from detector.errors import InvalidInputError
 from detector.keys import create_key
 from detector.memory import limit_malloc_arenas
 from detector.service.settings import Settings, is_loopback, settings_from_args
-from detector.store import DB_FILE, Store
+from detector.store import Store
 
 log = logging.getLogger("detector.service")
 
@@ -20,7 +20,7 @@ def prepare(settings: Settings) -> None:
     """Secure by default: a key must exist, unless the dev flag is given on a loopback host."""
     if settings.dev_no_auth and not is_loopback(settings.host):
         raise InvalidInputError(f"--insecure-dev-no-auth only works bound to loopback, not {settings.host}")
-    store = Store(settings.data_dir / DB_FILE)
+    store = Store(settings.store_location)
     try:
         if store.active_key_count() == 0 and settings.init_admin_key is not None:
             key, record = create_key(store, role="admin")

@@ -9,12 +9,14 @@ from pathlib import Path
 
 from detector.errors import InvalidInputError
 from detector.limits import Limits
+from detector.store import DB_FILE
 from detector.webhooks import DeliveryPolicy
 
 
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("./var")
+    database: str | None = None  # a postgresql:// URL; None: the data directory's SQLite file
     model: str | None = None
     precision: str = "auto"
     host: str = "127.0.0.1"
@@ -33,6 +35,10 @@ class Settings:
     check_retention_days: float | None = None  # undecided checks older than this are deleted (None: kept)
     prune_interval_s: float = 3600.0
     webhooks: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+
+    @property
+    def store_location(self) -> str | Path:
+        return self.database or self.data_dir / DB_FILE
 
     @property
     def max_form_bytes(self) -> int:
@@ -100,7 +106,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     except ValueError as exc:
         raise InvalidInputError(f"invalid limits: {exc}") from None
     return Settings(
-        data_dir=Path(args.data_dir), model=args.model, precision=args.precision, host=args.host, port=args.port,
+        data_dir=Path(args.data_dir), database=args.database, model=args.model, precision=args.precision, host=args.host, port=args.port,
         limits=limits, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         micro_batching=args.micro_batching, alignment=args.alignment, header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
         max_connections=args.max_connections, dev_no_auth=args.dev_no_auth, init_admin_key=args.init_admin_key,

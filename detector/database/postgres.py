@@ -1,0 +1,109 @@
+"""PostgreSQL through psycopg 3 and a connection pool.
+
+Queries run in autocommit; a write transaction takes a transaction-scoped advisory lock first,
+so writes from every replica are serialised as SQLite's are (see ``detector.database``), and a
+commit that returned is durable under the server's own settings (``synchronous_commit`` on, the
+default). A lost or unreachable server is ``StoreUnavailableError`` (503); a full disk on the
+server is ``InsufficientStorageError`` (507).
+"""
+
+from __future__ import annotations
+
+import functools
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Sequence
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from detector.database.schema import migrate
+from detector.errors import InsufficientStorageError, InvalidInputError, StoreUnavailableError
+
+WRITE_LOCK = 0x43464457  # the advisory-lock key every write transaction takes ("CFDW")
+CONNECT_TIMEOUT_S = 10.0
+
+
+@functools.lru_cache(maxsize=512)
+def _placeholders(sql: str) -> str:
+    """The store's ``?`` placeholders as psycopg's ``%s`` (a literal ``%`` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Connection:
+    """A psycopg connection that speaks the store's SQL (``?`` placeholders, ``executemany``)."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
+        return self._conn.execute(_placeholders(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor:
+        cursor = self._conn.cursor()
+        rows = [tuple(r) for r in rows]
+        if rows:
+            cursor.executemany(_placeholders(sql), rows)
+        return cursor
+
+
+def redacted(url: str) -> str:
+    """A URL fit for messages and logs: host, port and database, never the password."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "postgresql://(unparsable URL)"
+    host = parts.get("host", "")
+    return f"postgresql://{parts.get('user', '') + '@' if parts.get('user') else ''}{host}" \
+           f"{':' + str(parts['port']) if parts.get('port') else ''}/{parts.get('dbname', '')}"
+
+
+class PostgresDatabase:
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, max_connections: int = 8):
+        self.where = redacted(url)
+        try:
+            conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise InvalidInputError(f"invalid PostgreSQL URL: {exc}") from None
+        self._pool = ConnectionPool(url, min_size=1, max_size=max_connections, open=False, timeout=CONNECT_TIMEOUT_S,
+                                    kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT_S)},
+                                    name="cfd-store")
+        try:
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        except PoolTimeout:
+            self._pool.close()
+            raise StoreUnavailableError(f"cannot connect to PostgreSQL at {self.where} within {CONNECT_TIMEOUT_S:.0f} s") from None
+        try:
+            migrate(self)
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def _typed_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (pg_errors.DiskFull, pg_errors.OutOfMemory) as exc:
+            raise InsufficientStorageError(f"the PostgreSQL server is out of room ({exc.sqlstate}); nothing was stored") from None
+        except PoolTimeout:
+            raise StoreUnavailableError(f"no connection to PostgreSQL at {self.where} within {CONNECT_TIMEOUT_S:.0f} s") from None
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailableError(f"PostgreSQL at {self.where} is unavailable ({str(exc).strip()[:200]})") from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Connection]:
+        with self._typed_errors(), self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            yield _Connection(conn)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._typed_errors(), self._pool.connection() as conn:
+            cursor = conn.execute(_placeholders(sql), tuple(params))
+            return cursor.fetchall() if cursor.description is not None else []  # a statement without rows, as in SQLite
+
