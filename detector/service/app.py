@@ -39,12 +39,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         loader = asyncio.create_task(_load(app))
         pruner = asyncio.create_task(_prune_periodically(app))
+        follower = asyncio.create_task(_follow_gallery(app))
         app.state.dispatcher.start()
         try:
             yield
         finally:
             loader.cancel()
             pruner.cancel()
+            follower.cancel()
             await asyncio.to_thread(app.state.dispatcher.stop)
             if app.state.batcher is not None:
                 await app.state.batcher.stop()
@@ -118,6 +120,21 @@ async def _prune_periodically(app: FastAPI) -> None:
             except Exception:  # a full disk or a busy database: try again next round
                 log.exception("pruning old checks failed")
         await asyncio.sleep(settings.prune_interval_s if runtime is not None else 1.0)
+
+
+async def _follow_gallery(app: FastAPI) -> None:
+    """Between checks too, the index follows references other replicas (or a ``cfd`` beside the
+    service) added or removed, so a check rarely waits for a catch-up; a check still looks first
+    (``Gallery.refresh``), so none answers from a copy older than its own start."""
+    interval = app.state.settings.follow_interval_s
+    while True:
+        await asyncio.sleep(interval)
+        runtime = app.state.runtime
+        if runtime is not None:
+            try:
+                await asyncio.to_thread(runtime.gallery.refresh)
+            except Exception as exc:  # the database is unreachable for now: checks say so; try again next round
+                log.warning("following the gallery's changes failed: %s", exc)
 
 
 async def _observe(request: Request, call_next):

@@ -34,6 +34,7 @@ class Settings:
     init_admin_key: Path | None = None
     check_retention_days: float | None = None  # undecided checks older than this are deleted (None: kept)
     prune_interval_s: float = 3600.0
+    follow_interval_s: float = 1.0  # how often an idle service looks for gallery changes other processes made
     webhooks: DeliveryPolicy = field(default_factory=DeliveryPolicy)
 
     @property
@@ -81,6 +82,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-alignment", dest="alignment", action="store_false",
                         help="skip aligned verification: checks cost their embedding alone and carry no heatmaps "
                              "(refused for a model whose calibration scores aligned photos)")
+    parser.add_argument("--follow-interval", type=float, default=d.follow_interval_s, metavar="SECONDS",
+                        help="how often the index looks for references other replicas (or a cfd) added or removed "
+                             "between checks; a check always looks first")
     parser.add_argument("--check-retention-days", type=float, default=None, metavar="DAYS",
                         help="delete undecided stored checks older than this, hourly (default: keep them)")
     parser.add_argument("--webhook-max-attempts", type=int, default=DeliveryPolicy().max_attempts,
@@ -98,7 +102,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise InvalidInputError("--check-retention-days must be positive")
     if args.webhook_max_attempts < 1:
         raise InvalidInputError("--webhook-max-attempts must be at least 1")
-    if min(args.max_batch, args.max_connections) < 1 or min(args.header_timeout, args.body_timeout) <= 0 or args.max_wait_ms < 0:
+    if min(args.max_batch, args.max_connections) < 1 or min(args.header_timeout, args.body_timeout, args.follow_interval) <= 0 \
+            or args.max_wait_ms < 0:
         raise InvalidInputError("limits and timeouts must be positive and --max-wait-ms not negative")
     try:
         limits = Limits(max_file_bytes=args.max_file_bytes, max_pixels=args.max_pixels, max_files_per_check=args.max_files,
@@ -110,5 +115,5 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         limits=limits, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         micro_batching=args.micro_batching, alignment=args.alignment, header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
         max_connections=args.max_connections, dev_no_auth=args.dev_no_auth, init_admin_key=args.init_admin_key,
-        check_retention_days=args.check_retention_days, webhooks=DeliveryPolicy(max_attempts=args.webhook_max_attempts),
+        check_retention_days=args.check_retention_days, follow_interval_s=args.follow_interval, webhooks=DeliveryPolicy(max_attempts=args.webhook_max_attempts),
     )

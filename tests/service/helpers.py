@@ -18,9 +18,10 @@ from detector.store import DB_FILE, Store
 CFD = str(Path(sys.executable).parent / "cfd")
 
 
-def make_keys(data_dir: Path, brands: tuple[str, ...] = ("acme", "zenit")) -> dict[str, str]:
-    """Create the brands and one key per role (brand keys for the first two brands)."""
-    store = Store(data_dir / DB_FILE)
+def make_keys(data_dir: Path, brands: tuple[str, ...] = ("acme", "zenit"), *, database: str | None = None) -> dict[str, str]:
+    """Create the brands and one key per role (brand keys for the first two brands), in the data
+    directory's SQLite file or in ``database`` (a PostgreSQL URL)."""
+    store = Store(database or data_dir / DB_FILE)
     try:
         for brand in brands:
             if not store.brand_exists(brand):

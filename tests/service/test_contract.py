@@ -182,6 +182,7 @@ def test_a_service_without_alignment_answers_without_it(tmp_path):
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", default=str(tmp_path))
+    parser.add_argument("--database", default=None)
     parser.add_argument("--model", default=None)
     parser.add_argument("--precision", default="auto")
     add_serve_arguments(parser)
