@@ -280,6 +280,11 @@ class CheckLog:
             outcomes[verdict][decision or "undecided"] = count
         return {"brand": brand, "days": [{"date": d, **counts} for d, counts in per_day.items()], "outcomes": outcomes}
 
+    def models_of(self, check_ids: Sequence[int]) -> dict[int, str]:
+        """Which model embedded each check's photos."""
+        return {r[0]: r[1] for chunk in _chunks(list(check_ids)) if chunk
+                for r in self.store.query(f"SELECT id, model FROM checks WHERE id IN ({','.join('?' * len(chunk))})", chunk)}
+
     def ids_of_brand(self, brand: str, *, model: str | None = None) -> list[int]:
         """The brand's checks (only those whose embeddings ``model`` made, if given), oldest first."""
         where, params = ("AND model = ?", (brand, model)) if model is not None else ("", (brand,))

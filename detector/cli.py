@@ -262,6 +262,27 @@ def cmd_checks_rescore(args) -> None:
     _print_json(rescore_brand(runtime.detector, args.brand, actor=LOCAL_ACTOR))
 
 
+def _batch_job(args):
+    from detector.batch.scoring import BatchJob
+
+    model = str(Path(args.model).resolve()) if args.model and Path(args.model).exists() else args.model  # actors may run elsewhere
+    return BatchJob(data_dir=str(Path(args.data_dir).resolve()), database=args.database, model=model,
+                    precision=args.precision, align=args.alignment, job_id="")
+
+
+def cmd_batch_score(args) -> None:
+    from detector.batch.jobs import score_listings
+
+    _print_json(score_listings(Path(args.input), Path(args.output), _batch_job(args), ray_address=args.ray_address,
+                               use_ray=args.ray, actors=args.actors, batch_size=args.batch_size, restart=args.restart))
+
+
+def cmd_batch_rescore(args) -> None:
+    from detector.batch.jobs import rescore_brand_checks
+
+    _print_json(rescore_brand_checks(args.brand, _batch_job(args), ray_address=args.ray_address, actors=args.actors))
+
+
 def cmd_export_decisions(args) -> None:
     from detector.export import export_decisions
 
@@ -330,6 +351,14 @@ def add_command(commands, name: str, func: Callable, help: str, *, data_dir: boo
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=func)
     return parser
+
+
+def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="a Ray cluster to run on (default: a local instance on this machine)")
+    parser.add_argument("--actors", type=_bounded_int(1, 256), default=1,
+                        help="actors, each holding the model and the gallery (default 1)")
+    parser.add_argument("--no-alignment", dest="alignment", action="store_false", help="skip aligned verification (faster)")
 
 
 def add_group(commands, name: str, help: str):
@@ -401,6 +430,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_command(checks, "rescore", cmd_checks_rescore,
                     "re-score a brand's stored checks from their stored embeddings; prints which verdicts changed")
     p.add_argument("--brand", required=True)
+
+    batch = add_group(commands, "batch", "bulk work on Ray Data (pip install 'counterfeit-detector[batch]')")
+    p = add_command(batch, "score", cmd_batch_score, "score a table of listings (CSV or Parquet: listing_id, brand, photos "
+                    "separated by '|'); writes each row's CheckResult to a Parquet file, resuming an interrupted job",
+                    reembed=False)
+    p.add_argument("--input", required=True, help="listings.csv or listings.parquet")
+    p.add_argument("--output", required=True, help="results.parquet")
+    p.add_argument("--batch-size", type=_bounded_int(1, 1024), default=8, help="listings per actor call")
+    p.add_argument("--restart", action="store_true", help="drop the results of an interrupted job and start over")
+    p.add_argument("--no-ray", dest="ray", action="store_false", help="score in this process, without Ray")
+    add_batch_arguments(p)
+    p = add_command(batch, "rescore", cmd_batch_rescore, "re-score a brand's stored checks from their stored embeddings "
+                    "on Ray; prints which verdicts changed", reembed=False)
+    p.add_argument("--brand", required=True)
+    add_batch_arguments(p)
 
     export = add_group(commands, "export", "export stored data")
     p = add_command(export, "decisions", cmd_export_decisions, "write decided check photos and the brands' references "
