@@ -25,6 +25,7 @@ from tests.loopback_only import in_loopback_namespace
 from tests.synthetic import product_photo
 
 CFD = str(Path(sys.executable).parent / "cfd")
+ROOT = Path(__file__).resolve().parents[1]  # where ``python -m tests.loopback_only`` finds its module
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def _good_rows(count: int) -> list[dict]:
 
 def _run_confined(catalogue: Path, *args: str, record: Path, timeout: float = 300) -> dict:
     command = in_loopback_namespace([CFD, "batch", *args, "--data-dir", str(catalogue / "var"), "-q"], record)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parent.parent)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
@@ -122,7 +123,7 @@ def test_an_interrupted_job_resumes_without_scoring_finished_rows_again(catalogu
     parts = tmp_path / "results.parquet.parts"
     args = ["batch", "score", "--input", str(listings), "--output", str(output), "--batch-size", "2",
             "--data-dir", str(catalogue / "var"), "-q"]
-    job = subprocess.Popen(in_loopback_namespace([CFD, *args], tmp_path / "first.json"), start_new_session=True,
+    job = subprocess.Popen(in_loopback_namespace([CFD, *args], tmp_path / "first.json"), start_new_session=True, cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while not list(parts.glob("part-*.parquet")) and time.monotonic() < deadline and job.poll() is None:

@@ -46,6 +46,7 @@ def score_listings(input_path: Path, output: Path, job: BatchJob, *, ray_address
     if done:
         log.info("resuming: %d of %d listings were scored before", len(done), len(listings))
     started = time.perf_counter()
+    first_batch: tuple[float, int] | None = None  # when the first batch was written, and its rows: start-up against steady state
     if pending:
         if use_ray:
             start_ray(ray_address, cpus=os.cpu_count() or 1)
@@ -56,17 +57,24 @@ def score_listings(input_path: Path, output: Path, job: BatchJob, *, ray_address
                 for table in batches:
                     parts.write(table.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA))
                     bar.update(table.num_rows)
+                    first_batch = first_batch or (time.perf_counter(), table.num_rows)
                     log.info("scored %d of %d listings", bar.n, len(listings))
         finally:
             if use_ray:
                 stop_ray()
-    seconds = time.perf_counter() - started
+    ended = time.perf_counter()
+    seconds = ended - started
+    steady = None
+    if first_batch is not None and ended > first_batch[0] and len(pending) > first_batch[1]:
+        steady = round((len(pending) - first_batch[1]) / (ended - first_batch[0]), 2)
     rows = parts.finish()
     table = pq.read_table(output, columns=["verdict", "error"])
     verdicts = Counter(v for v in table.column("verdict").to_pylist() if v is not None)
     return {"output": str(output), "listings": rows, "scored_before": len(done), "scored_now": len(pending),
             "errors": sum(e is not None for e in table.column("error").to_pylist()), "verdicts": dict(sorted(verdicts.items())),
             "seconds": round(seconds, 2), "listings_per_second": round(len(pending) / seconds, 2) if pending else None,
+            "first_batch_after_s": round(first_batch[0] - started, 2) if first_batch else None,
+            "listings_per_second_after_first_batch": steady,
             "checks_key": f"batch:{job.job_id}"}
 
 
@@ -89,6 +97,7 @@ def rescore_brand_checks(brand: str, job: BatchJob, *, ray_address: str | None, 
                                              actors=actors, cpus_per_actor=_cpus_per_actor(actors), batch_size=batch_size):
                     reports.append(table)
                     bar.update(table.num_rows)
+                    first_batch = first_batch or (time.perf_counter(), table.num_rows)
         finally:
             stop_ray()
     return merge_reports(brand, pa.concat_tables(reports) if reports else None)
