@@ -97,7 +97,6 @@ def rescore_brand_checks(brand: str, job: BatchJob, *, ray_address: str | None, 
                                              actors=actors, cpus_per_actor=_cpus_per_actor(actors), batch_size=batch_size):
                     reports.append(table)
                     bar.update(table.num_rows)
-                    first_batch = first_batch or (time.perf_counter(), table.num_rows)
         finally:
             stop_ray()
     return merge_reports(brand, pa.concat_tables(reports) if reports else None)

@@ -54,9 +54,8 @@ def read_listings(path: Path) -> list[Listing]:
             raise InvalidInputError(f"{path.name}: the input must be a .csv or .parquet file")
     except (pa.ArrowInvalid, OSError) as exc:
         raise InvalidInputError(f"{path.name} cannot be read as a table: {exc}") from None
-    missing = [c for c in ("photos",) if c not in table.column_names]
-    if missing:
-        raise InvalidInputError(f"{path.name} has no {', '.join(missing)} column (columns: {', '.join(COLUMNS)})")
+    if "photos" not in table.column_names:
+        raise InvalidInputError(f"{path.name} has no photos column (columns: {', '.join(COLUMNS)})")
     folder = path.parent.resolve()
     ids = table.column("listing_id").to_pylist() if "listing_id" in table.column_names else [None] * table.num_rows
     brands = table.column("brand").to_pylist() if "brand" in table.column_names else [None] * table.num_rows

@@ -1,11 +1,10 @@
 """Resumable output: each finished batch of scored rows is a Parquet file in ``<output>.parts/``
-(written to a temporary name, fsynced, renamed), so a job stopped at any point resumes without
+(written to a temporary file, fsynced, renamed), so a job stopped at any point resumes without
 scoring those rows again. ``finish`` joins the parts, in input order, into the output."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -14,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from detector.errors import InvalidInputError
-from detector.fsutil import atomic_write_bytes, fsync_dir
+from detector.fsutil import atomic_write_bytes
 
 MANIFEST = "job.json"
 
@@ -34,7 +33,7 @@ class ResultParts:
         else:
             self.folder.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(manifest, json.dumps({"input_sha256": input_digest}).encode())
-        for leftover in self.folder.glob(".*.tmp"):  # a part being written when the job stopped
+        for leftover in self.folder.glob(".part-*.tmp"):  # a part being written when the job stopped
             leftover.unlink()
 
     def _parts(self) -> list[Path]:
@@ -44,15 +43,8 @@ class ResultParts:
         return {row for part in self._parts() for row in pq.read_table(part, columns=["row"]).column("row").to_pylist()}
 
     def write(self, table: pa.Table) -> None:
-        if table.num_rows == 0:
-            return
-        final = self.folder / f"part-{uuid.uuid4().hex}.parquet"
-        temporary = self.folder / f".{final.name}.tmp"
-        pq.write_table(table, temporary)
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, final)
-        fsync_dir(self.folder)
+        if table.num_rows:
+            atomic_write_bytes(self.folder / f"part-{uuid.uuid4().hex}.parquet", _parquet_bytes(table))
 
     def finish(self) -> int:
         """Join the parts into the output (atomically), drop the parts; returns the rows written."""
@@ -61,11 +53,12 @@ class ResultParts:
         if table is None:
             raise InvalidInputError("nothing was scored")
         table = table.sort_by("row")
-        temporary = self.output.with_name(f".{self.output.name}.tmp")
-        pq.write_table(table, temporary)
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.output)
-        fsync_dir(self.output.parent)
+        atomic_write_bytes(self.output, _parquet_bytes(table))
         shutil.rmtree(self.folder)
         return table.num_rows
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()

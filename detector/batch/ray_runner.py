@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any, Iterator
 
+from detector.errors import InvalidInputError
+
 OBJECT_STORE_BYTES = 512 * 1024 * 1024  # a local instance's shared memory for batches in flight
 
 
@@ -18,8 +20,6 @@ def start_ray(address: str | None, *, cpus: int) -> None:
     try:
         import ray
     except ImportError:
-        from detector.errors import InvalidInputError
-
         raise InvalidInputError("batch work needs Ray: pip install 'counterfeit-detector[batch]'") from None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports leave the machine unless asked for
     if address is not None:

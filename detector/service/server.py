@@ -28,8 +28,9 @@ def prepare(settings: Settings) -> None:
             log.warning("no API key existed: created admin key %s, written to %s", record.id, settings.init_admin_key)
         if store.active_key_count() == 0 and not settings.dev_no_auth:
             raise InvalidInputError(
-                f"no API key exists in {settings.data_dir}: create one with "
-                f"'cfd keys create --role admin --data-dir {settings.data_dir}', or pass --init-admin-key FILE"
+                f"no API key exists in {settings.data_dir if settings.database is None else 'the database'}: create one with "
+                f"'cfd keys create --role admin --data-dir {settings.data_dir}"
+                f"{'' if settings.database is None else ' --database URL'}', or pass --init-admin-key FILE"
             )
     finally:
         store.close()
