@@ -44,13 +44,21 @@ class PostgresServer:
 
     def start(self) -> "PostgresServer":
         self._run(_binary("initdb"), "-D", str(self.data), "-U", ROLE, "--auth=trust", "-E", "UTF8", "--no-sync")
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the server (again) on its cluster."""
         options = f"-c listen_addresses='' -k {self.socket_dir} -c max_connections=200 -c fsync=on"
         self._run(_binary("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w", "start")
-        return self
+
+    def halt(self) -> None:
+        """Stop the server the hard way (as a crash would), keeping its cluster."""
+        self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def stop(self) -> None:
         try:
-            self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self.halt()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 

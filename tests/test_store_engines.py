@@ -133,6 +133,24 @@ def test_writers_in_two_connections_are_serialised(location, store):
     assert store.reference_count() == 40 and store.gallery_version() == 40
 
 
+def test_a_postgresql_server_that_goes_away_is_a_typed_error_until_it_is_back():
+    from tests.postgres_server import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        store = Store(server.new_database())
+        store.create_brand("acme")
+        server.halt()
+        with pytest.raises(StoreUnavailableError):
+            store.create_brand("zenit")
+        server.resume()
+        store.create_brand("zenit")  # broken connections were replaced, nothing half-written was kept
+        assert [b["brand"] for b in store.list_brands()] == ["acme", "zenit"]
+        store.close()
+    finally:
+        server.stop()
+
+
 def test_bad_or_unreachable_databases_are_typed_errors(tmp_path):
     with pytest.raises(InvalidInputError, match="unsupported database URL"):
         Store("mysql://somewhere/db")

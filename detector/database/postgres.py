@@ -22,7 +22,8 @@ from detector.database.schema import migrate
 from detector.errors import InsufficientStorageError, InvalidInputError, StoreUnavailableError
 
 WRITE_LOCK = 0x43464457  # the advisory-lock key every write transaction takes ("CFDW")
-CONNECT_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 10.0  # opening the pool at start
+WAIT_FOR_CONNECTION_S = 5.0  # a request waiting for a connection (a busy pool, or a server away) before its 503
 
 
 @functools.lru_cache(maxsize=512)
@@ -68,9 +69,11 @@ class PostgresDatabase:
             conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
             raise InvalidInputError(f"invalid PostgreSQL URL: {exc}") from None
-        self._pool = ConnectionPool(url, min_size=1, max_size=max_connections, open=False, timeout=CONNECT_TIMEOUT_S,
+        # check: a connection is tried before it is lent, so one broken by a server restart is replaced
+        # rather than failing the request that drew it
+        self._pool = ConnectionPool(url, min_size=1, max_size=max_connections, open=False, timeout=WAIT_FOR_CONNECTION_S,
                                     kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT_S)},
-                                    name="cfd-store")
+                                    check=ConnectionPool.check_connection, name="cfd-store")
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
         except PoolTimeout:
@@ -92,7 +95,7 @@ class PostgresDatabase:
         except (pg_errors.DiskFull, pg_errors.OutOfMemory) as exc:
             raise InsufficientStorageError(f"the PostgreSQL server is out of room ({exc.sqlstate}); nothing was stored") from None
         except PoolTimeout:
-            raise StoreUnavailableError(f"no connection to PostgreSQL at {self.where} within {CONNECT_TIMEOUT_S:.0f} s") from None
+            raise StoreUnavailableError(f"no connection to PostgreSQL at {self.where} within {WAIT_FOR_CONNECTION_S:.0f} s") from None
         except psycopg.OperationalError as exc:
             raise StoreUnavailableError(f"PostgreSQL at {self.where} is unavailable ({str(exc).strip()[:200]})") from None
 

@@ -24,10 +24,11 @@ def _all_references(url, key, brand):
         after = page["next"]
 
 
-def test_acknowledged_writes_survive_sigkill(tmp_path):
+def test_acknowledged_writes_survive_sigkill(tmp_path, engine_database):
+    """On SQLite, and on PostgreSQL (the server killed is the service; the database server stays up)."""
     data_dir = tmp_path / "var"
-    keys = make_keys(data_dir)
-    server = Server(data_dir, "--max-wait-ms", "2").start()
+    keys = make_keys(data_dir, database=engine_database)
+    server = Server(data_dir, "--max-wait-ms", "2", *(["--database", engine_database] if engine_database else [])).start()
     acked: dict[int, str] = {}  # id -> sha256 of every upload answered 201
     deleted: set[int] = set()
     lock = threading.Lock()
