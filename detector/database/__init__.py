@@ -47,6 +47,10 @@ class Database(Protocol):
 
     def close(self) -> None: ...
 
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block until another process may have changed a counter (True), or ``timeout`` seconds (False)."""
+        ...
+
 
 def is_postgres_url(location: str | Path) -> bool:
     return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)

@@ -18,7 +18,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from detector.database.schema import migrate
+from detector.database.schema import CHANGES_CHANNEL, migrate
 from detector.errors import InsufficientStorageError, InvalidInputError, StoreUnavailableError
 
 WRITE_LOCK = 0x43464457  # the advisory-lock key every write transaction takes ("CFDW")
@@ -65,6 +65,8 @@ class PostgresDatabase:
 
     def __init__(self, url: str, *, max_connections: int = 8):
         self.where = redacted(url)
+        self._url = url
+        self._listener: psycopg.Connection | None = None  # LISTENs for changes (wait_for_change); not pooled
         try:
             conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
@@ -87,6 +89,21 @@ class PostgresDatabase:
 
     def close(self) -> None:
         self._pool.close()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Wait for a committed counter change on any replica (a ``NOTIFY`` from the ``meta`` trigger)."""
+        with self._typed_errors():
+            if self._listener is None or self._listener.closed:
+                self._listener = psycopg.connect(self._url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT_S))
+                self._listener.execute(f"LISTEN {CHANGES_CHANNEL}")
+            try:
+                return any(True for _ in self._listener.notifies(timeout=timeout, stop_after=1))
+            except psycopg.OperationalError:
+                self._listener.close()
+                raise
 
     @contextmanager
     def _typed_errors(self) -> Iterator[None]:

@@ -25,7 +25,8 @@ TYPES = {
 class Migration:
     version: int
     description: str
-    sql: str  # statements separated by ';', with the type placeholders above
+    sql: str = ""  # statements separated by ';', with the type placeholders above
+    postgresql: tuple[str, ...] = ()  # whole statements run only on PostgreSQL, after ``sql``
 
 
 V1_TABLES = """
@@ -152,14 +153,22 @@ INSERT INTO meta(key, value) VALUES ('evidence_version', '0') ON CONFLICT DO NOT
 MIGRATIONS: tuple[Migration, ...] = (
     # IF NOT EXISTS: SQLite databases made before migrations were numbered already hold these tables.
     Migration(1, "brands, references, keys, checks, decisions, calibrations, webhooks, audit", V1_TABLES),
+    # Replicas LISTEN on CHANGES_CHANNEL: a committed bump of the gallery or evidence version wakes them at once.
+    Migration(2, "PostgreSQL: notify listeners of every counter change", postgresql=(
+        "CREATE OR REPLACE FUNCTION cfd_notify_change() RETURNS trigger AS $$ "
+        "BEGIN PERFORM pg_notify('cfd_changes', NEW.key); RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER meta_changed AFTER UPDATE ON meta FOR EACH ROW EXECUTE FUNCTION cfd_notify_change()",
+    )),
 )
+CHANGES_CHANNEL = "cfd_changes"
 LATEST = MIGRATIONS[-1].version
 
 
 def statements(migration: Migration, dialect: str) -> list[str]:
     text = migration.sql.format(**TYPES[dialect])
     lines = [line.split("--")[0] for line in text.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    portable = [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    return portable + (list(migration.postgresql) if dialect == "postgresql" else [])
 
 
 def migrate(database) -> int:

@@ -31,6 +31,7 @@ from detector.thumbnails import Thumbnails
 from detector.webhooks import Dispatcher
 
 log = logging.getLogger("detector.service")
+FOLLOW_RETRY_S = 1.0  # the gallery follower's pause while the service loads, or after the database failed it
 access_log = logging.getLogger("detector.access")
 
 
@@ -125,16 +126,20 @@ async def _prune_periodically(app: FastAPI) -> None:
 async def _follow_gallery(app: FastAPI) -> None:
     """Between checks too, the index follows references other replicas (or a ``cfd`` beside the
     service) added or removed, so a check rarely waits for a catch-up; a check still looks first
-    (``Gallery.refresh``), so none answers from a copy older than its own start."""
+    (``Gallery.refresh``), so none answers from a copy older than its own start. PostgreSQL wakes
+    it at each committed change (LISTEN/NOTIFY); on SQLite it looks every ``follow_interval_s``."""
     interval = app.state.settings.follow_interval_s
     while True:
-        await asyncio.sleep(interval)
         runtime = app.state.runtime
-        if runtime is not None:
-            try:
-                await asyncio.to_thread(runtime.gallery.refresh)
-            except Exception as exc:  # the database is unreachable for now: checks say so; try again next round
-                log.warning("following the gallery's changes failed: %s", exc)
+        if runtime is None:  # still loading
+            await asyncio.sleep(FOLLOW_RETRY_S)
+            continue
+        try:
+            await asyncio.to_thread(runtime.gallery.store.database.wait_for_change, interval)
+            await asyncio.to_thread(runtime.gallery.refresh)
+        except Exception as exc:  # the database is unreachable for now: checks say so; try again shortly
+            log.warning("following the gallery's changes failed: %s", exc)
+            await asyncio.sleep(FOLLOW_RETRY_S)
 
 
 async def _observe(request: Request, call_next):

@@ -34,7 +34,8 @@ class Settings:
     init_admin_key: Path | None = None
     check_retention_days: float | None = None  # undecided checks older than this are deleted (None: kept)
     prune_interval_s: float = 3600.0
-    follow_interval_s: float = 1.0  # how often an idle service looks for gallery changes other processes made
+    follow_interval_s: float = 1.0  # how often an idle service looks for gallery changes other processes made (SQLite;
+    # PostgreSQL also wakes it at each change)
     webhooks: DeliveryPolicy = field(default_factory=DeliveryPolicy)
 
     @property
@@ -84,7 +85,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "(refused for a model whose calibration scores aligned photos)")
     parser.add_argument("--follow-interval", type=float, default=d.follow_interval_s, metavar="SECONDS",
                         help="how often the index looks for references other replicas (or a cfd) added or removed "
-                             "between checks; a check always looks first")
+                             "between checks (on PostgreSQL it also follows each change as it is notified); a check "
+                             "always looks first")
     parser.add_argument("--check-retention-days", type=float, default=None, metavar="DAYS",
                         help="delete undecided stored checks older than this, hourly (default: keep them)")
     parser.add_argument("--webhook-max-attempts", type=int, default=DeliveryPolicy().max_attempts,
