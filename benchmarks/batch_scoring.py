@@ -117,6 +117,16 @@ def batch_runs(root: Path, listings: Path) -> dict:
     return results
 
 
+def _until_b_holds(client: httpx.Client, replica: Server, references: int, timeout: float = 30.0) -> float:
+    """When ``replica``'s index first held ``references`` (polled every 2 ms, at most ``timeout`` s)."""
+    deadline = time.perf_counter() + timeout
+    while client.get(f"{replica.url}/readyz").json()["references"] != references:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"replica {replica.url} did not reach {references} references in {timeout} s")
+        time.sleep(0.002)
+    return time.perf_counter()
+
+
 def propagation(root: Path) -> dict:
     server = PostgresServer().start()
     replicas: list[Server] = []
@@ -126,7 +136,7 @@ def propagation(root: Path) -> dict:
         keys = make_keys(data_dir, database=url)
         replicas = [Server(data_dir, "--database", url, "--no-alignment").start() for _ in range(2)]
         a, b = replicas
-        next_check, follow_add, follow_delete, seen_first = [], [], [], 0
+        next_check, follow_add, follow_delete, seen_first = [], [], [], 0  # the gallery holds no reference between probes
         with httpx.Client(timeout=60) as client:
             for probe in range(PROBES):
                 photo = product_photo("acme", 5000 + probe)
@@ -139,16 +149,11 @@ def propagation(root: Path) -> dict:
                     next_check.append(time.perf_counter() - acknowledged)
                     seen_first += result.json()["images"][0]["nearest_references"][0]["id"] == ref_id
                 else:  # no check: B's index follows by itself
-                    before = len_b = client.get(f"{b.url}/readyz").json()["references"]
-                    while len_b == before:
-                        len_b = client.get(f"{b.url}/readyz").json()["references"]
-                    follow_add.append(time.perf_counter() - acknowledged)
+                    follow_add.append(_until_b_holds(client, b, 1) - acknowledged)
                 client.delete(f"{a.url}/v1/brands/acme/references/{ref_id}", headers=auth(keys["admin"]))
                 deleted = time.perf_counter()
-                while client.get(f"{b.url}/readyz").json()["references"] != client.get(f"{a.url}/readyz").json()["references"]:
-                    pass
-                follow_delete.append(time.perf_counter() - deleted)
-        return {"probes": PROBES, "follow_interval_s": 1.0,
+                follow_delete.append(_until_b_holds(client, b, 0) - deleted)
+        return {"probes": PROBES, "idle_replicas_follow": "PostgreSQL LISTEN/NOTIFY",
                 "next_check_after_upload": {**_percentiles(next_check), "saw_the_new_reference": f"{seen_first}/{len(next_check)}"},
                 "idle_follow_after_upload": _percentiles(follow_add), "idle_follow_after_delete": _percentiles(follow_delete)}
     finally:

@@ -99,8 +99,11 @@ class PostgresDatabase:
             if self._listener is None or self._listener.closed:
                 self._listener = psycopg.connect(self._url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT_S))
                 self._listener.execute(f"LISTEN {CHANGES_CHANNEL}")
+                return True  # changes made before it listened were never notified to it
             try:
-                return any(True for _ in self._listener.notifies(timeout=timeout, stop_after=1))
+                # consumed to the end: the generator yields a whole batch before it stops, and closing it
+                # early would drop the rest of the batch
+                return sum(1 for _ in self._listener.notifies(timeout=timeout, stop_after=1)) > 0
             except psycopg.OperationalError:
                 self._listener.close()
                 raise

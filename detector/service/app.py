@@ -31,7 +31,7 @@ from detector.thumbnails import Thumbnails
 from detector.webhooks import Dispatcher
 
 log = logging.getLogger("detector.service")
-FOLLOW_RETRY_S = 1.0  # the gallery follower's pause while the service loads, or after the database failed it
+FOLLOW_RETRY_S = 1.0  # the gallery follower's pause after the database failed it
 access_log = logging.getLogger("detector.access")
 
 
@@ -65,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.store = Store(settings.store_location)
     app.state.dispatcher = Dispatcher(app.state.store, settings.webhooks)
     app.state.runtime = None
+    app.state.loaded = asyncio.Event()  # set once the runtime is in place
     app.state.batcher = None
     app.state.admission = Admission(settings.max_queue)
     app.state.startup_error = None
@@ -101,6 +102,7 @@ async def _load(app: FastAPI) -> None:
     # thumbnails decode within the same process-wide decoded-pixel budget as checks and uploads
     app.state.thumbnails = Thumbnails(limits=settings.limits, budget=runtime.gallery.pixels)
     app.state.runtime = runtime
+    app.state.loaded.set()
     log.info("ready: model %s %s (%s), %d references", runtime.model.name, runtime.model.version,
              runtime.gallery.embedder.precision, len(runtime.gallery.index))
 
@@ -129,11 +131,9 @@ async def _follow_gallery(app: FastAPI) -> None:
     (``Gallery.refresh``), so none answers from a copy older than its own start. PostgreSQL wakes
     it at each committed change (LISTEN/NOTIFY); on SQLite it looks every ``follow_interval_s``."""
     interval = app.state.settings.follow_interval_s
+    await app.state.loaded.wait()
+    runtime = app.state.runtime
     while True:
-        runtime = app.state.runtime
-        if runtime is None:  # still loading
-            await asyncio.sleep(FOLLOW_RETRY_S)
-            continue
         try:
             await asyncio.to_thread(runtime.gallery.store.database.wait_for_change, interval)
             await asyncio.to_thread(runtime.gallery.refresh)
