@@ -112,7 +112,7 @@ class PostgresDatabase:
     def _typed_errors(self) -> Iterator[None]:
         try:
             yield
-        except (pg_errors.DiskFull, pg_errors.OutOfMemory) as exc:
+        except pg_errors.DiskFull as exc:
             raise InsufficientStorageError(f"the PostgreSQL server is out of room ({exc.sqlstate}); nothing was stored") from None
         except PoolTimeout:
             raise StoreUnavailableError(f"no connection to PostgreSQL at {self.where} within {WAIT_FOR_CONNECTION_S:.0f} s") from None
