@@ -1,7 +1,8 @@
-"""The reference gallery: SQLite rows + content-addressed originals + the FAISS cache.
+"""The reference gallery: the store's rows (SQLite or PostgreSQL) + content-addressed originals +
+the FAISS cache.
 
 Upload order makes a success durable: decode and embed everything (any bad file aborts with
-nothing stored) -> holding the data directory's lock shared: fsync the originals -> one SQLite
+nothing stored) -> holding the data directory's lock shared: fsync the originals -> one database
 transaction -> add to the in-memory index. A rejected upload removes the originals it wrote.
 Originals are only ever deleted holding that lock exclusively, after checking again that no row
 (a reference's or a stored check's photo) uses them, so no process's clean-up can race another's upload.
@@ -14,8 +15,8 @@ another model are re-embedded from their originals (a missing or unreadable orig
 and left out), the exact vectors are read from the database in bulk, and the saved other-brand
 index is reused if its model, recipe and checksum match, brought up to date with references
 added or removed since it was saved (else rebuilt).
-While running, the index follows the gallery version in SQLite, so changes made by another
-process (a ``cfd`` command beside the service) count at the next check.
+While running, the index follows the gallery version in the database, so changes made by another
+process (a ``cfd`` command beside the service, or another replica) count at the next check.
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ class Gallery:
         vectors = BrandVectors(dim)
         counts, max_id = self.store.reference_counts(model=self.model)
         vectors.reserve(counts, max_id)
-        # One page is added (converted to fp16) while SQLite reads the next: both release the GIL.
+        # One page is added (converted to fp16) while the database reads the next: both release the GIL.
         with progress.bar(total=sum(counts.values()), desc="loading reference vectors") as bar, \
                 ThreadPoolExecutor(1, thread_name_prefix="index-load") as adder:
             adding = None

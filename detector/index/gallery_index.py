@@ -1,5 +1,5 @@
 """The gallery's search index: exhaustive inside the claimed brand (``BrandVectors``, fp16), exhaustive or
-approximate among all other brands (``OtherBrandIndex``, by ``IndexRecipe``). A cache of SQLite:
+approximate among all other brands (``OtherBrandIndex``, by ``IndexRecipe``). A cache of the store:
 every vector is loaded from the store at start, and a saved other-brand index is reused
 only when it was made by the same recipe for the same gallery version, model and ids.
 
