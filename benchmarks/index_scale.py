@@ -95,7 +95,8 @@ def _brand_sizes(count: int, rng) -> np.ndarray:
 
 def populate(data_dir: Path, synthetic: SyntheticGallery, model: str) -> float:
     """Write the synthetic gallery as reference rows; returns seconds taken."""
-    from detector.store import Store, bump_counter, utc_now
+    from detector.store import Store, bump_counter
+    from detector.timestamps import utc_now
 
     started = time.perf_counter()
     store = Store(data_dir / "db.sqlite3")

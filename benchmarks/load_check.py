@@ -171,15 +171,21 @@ def _summary(row: dict, latencies: list[float], errors: int, elapsed: float) -> 
             "mean_ms": round(statistics.mean(latencies) * 1000, 1)}
 
 
+def ready_load(server: Server, keys: dict, photos: list[bytes]) -> _Load:
+    """Four references for each brand on ``server``, and a load of ``photos`` on it, warmed up."""
+    with httpx.Client(timeout=120) as client:
+        for brand in STYLES:
+            client.post(f"{server.url}/v1/brands/{brand}/references", headers=auth(keys["admin"]),
+                        files=[("files", (f"{s}.png", product_photo(brand, s), "image/png")) for s in range(4)])
+    load = _Load(server.url, keys["pipeline"], photos)
+    asyncio.run(load.closed_loop(2, 16, 30))  # warm-up
+    return load
+
+
 def serve_and_load(data_dir: Path, keys: dict, flags: list[str], photos: list[bytes], requests: int, seconds: float) -> dict:
     server = Server(data_dir, *flags).start()
     try:
-        with httpx.Client(timeout=120) as client:
-            for brand in STYLES:
-                client.post(f"{server.url}/v1/brands/{brand}/references", headers=auth(keys["admin"]),
-                            files=[("files", (f"{s}.png", product_photo(brand, s), "image/png")) for s in range(4)])
-        load = _Load(server.url, keys["pipeline"], photos)
-        asyncio.run(load.closed_loop(2, 16, 30))  # warm-up
+        load = ready_load(server, keys, photos)
         loops = [asyncio.run(load.closed_loop(c, requests, seconds)) for c in CONCURRENCY]
         half = asyncio.run(load.open_loop(loops[-1]["throughput_rps"] / 2, min(requests, int(loops[-1]["throughput_rps"] * seconds / 2))))
         return {"closed_loop": loops, "half_load": half}

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from load_check import _Load, _photos, embedder_throughput  # noqa: E402
-from tests.service.helpers import Server, auth, make_keys  # noqa: E402
-from tests.synthetic import STYLES, product_photo  # noqa: E402
+from load_check import _photos, embedder_throughput, ready_load  # noqa: E402
+from tests.service.helpers import Server, make_keys  # noqa: E402
+from tests.synthetic import STYLES  # noqa: E402
 
 CLIENTS = 16
 CACHED_MODEL_FLAG = "--serve-with-cached-model"
@@ -55,31 +54,6 @@ def serve_with_cached_model(argv: list[str]) -> int:
     return main(argv)
 
 
-class _Service(Server):
-    """``cfd serve``, or the same through ``serve_with_cached_model``."""
-
-    def __init__(self, data_dir: Path, *extra: str, cached_model: bool):
-        super().__init__(data_dir, *extra)
-        self.cached_model = cached_model
-
-    def start(self, timeout: float = 120) -> "_Service":
-        if not self.cached_model:
-            return super().start(timeout)
-        log = open(self.log, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, CACHED_MODEL_FLAG, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
-             "-q", *self.extra], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"server not ready: {self.log.read_text()[-2000:]}")
-
-
 def _cpu_seconds(pid: int) -> tuple[float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
@@ -93,14 +67,12 @@ def _batch_sizes(url: str) -> float:
 
 
 def measure(data_dir: Path, keys: dict, photos: list[bytes], *, cached_model: bool, seconds: float) -> dict:
-    server = _Service(data_dir, "--no-alignment", cached_model=cached_model).start()
+    server = Server(data_dir, "--no-alignment")
+    if cached_model:
+        server.command = [sys.executable, __file__, CACHED_MODEL_FLAG]
+    server.start()
     try:
-        with httpx.Client(timeout=120) as client:
-            for brand in STYLES:
-                client.post(f"{server.url}/v1/brands/{brand}/references", headers=auth(keys["admin"]),
-                            files=[("files", (f"{s}.png", product_photo(brand, s), "image/png")) for s in range(4)])
-        load = _Load(server.url, keys["pipeline"], photos)
-        asyncio.run(load.closed_loop(2, 16, 30))  # warm-up
+        load = ready_load(server, keys, photos)
         before_batches = _batch_sizes(server.url)
         user0, system0 = _cpu_seconds(server.process.pid)
         started = time.perf_counter()

@@ -22,7 +22,8 @@ from detector.blobs import BlobStore, delete_unused, sha256_hex
 from detector.datalock import DataDirLock
 from detector.errors import InvalidInputError, NotFoundError
 from detector.results import CheckResult
-from detector.store import MAX_ID, Store, bump_counter, iso_utc, utc_now, validate_brand_slug, write_audit
+from detector.store import MAX_ID, Store, bump_counter, validate_brand_slug, write_audit
+from detector.timestamps import iso_utc, utc_now
 from detector import webhooks
 
 DECISIONS = ("genuine", "counterfeit")

@@ -22,7 +22,7 @@ from detector.precision import PRECISIONS
 from detector.database import is_postgres_url
 from detector.errors import DetectorError, InvalidInputError
 from detector.evaluation.dataset import IMAGE_SUFFIXES
-from detector.store import DB_FILE, LOCAL_ACTOR, MAX_ID, Store
+from detector.store import DB_FILE, LOCAL_ACTOR, MAX_ID, Store, store_location
 
 DEFAULT_DATA_DIR = "./var"
 DATA_DIR_VARIABLE = "CFD_DATA_DIR"
@@ -73,7 +73,7 @@ def _runtime(args, *, align: bool = True):
 
 
 def _store(args):
-    return Store(args.database or Path(args.data_dir) / DB_FILE)
+    return Store(store_location(args.data_dir, args.database))
 
 
 def resolve_data_dir(args) -> None:

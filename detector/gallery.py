@@ -47,7 +47,7 @@ from detector.limits import Limits
 from detector.patch_store import PATCHES_DIR, PatchStore
 from detector.phash import dhash
 from detector.pixel_budget import PixelAllowance, PixelBudget
-from detector.store import DB_FILE, LOCAL_ACTOR, NewReference, Reference, Store, validate_brand_slug, validate_product
+from detector.store import LOCAL_ACTOR, NewReference, Reference, Store, store_location, validate_brand_slug, validate_product
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Gallery:
         """``database``: a ``postgresql://`` URL; by default the data directory's own SQLite file."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(database or self.data_dir / DB_FILE)
+        self.store = Store(store_location(self.data_dir, database))
         self.blobs = BlobStore(self.data_dir / IMAGES_DIR)
         self.lock = DataDirLock(self.data_dir)
         self.checks = CheckLog(self.store, self.blobs, self.lock)

@@ -12,7 +12,8 @@ import secrets
 from dataclasses import dataclass
 
 from detector.errors import AuthError, InvalidInputError
-from detector.store import ApiKeyRecord, Store, utc_now, validate_brand_slug
+from detector.store import ApiKeyRecord, Store, validate_brand_slug
+from detector.timestamps import utc_now
 
 ROLES = ("admin", "brand", "pipeline")
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from detector.database import Connection, Database, open_database
 from detector.errors import ConflictError, InvalidInputError, NotFoundError, UnknownBrandError
-from detector.timestamps import iso_utc, utc_now
+from detector.timestamps import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,11 @@ MAX_LISTING_ID_LENGTH = 200
 MAX_DISPLAY_NAME_LENGTH = 200
 DB_FILE = "db.sqlite3"
 MAX_ID = 2**63 - 1  # the largest SQLite integer: ids and cursors beyond it are refused, not overflowed
+
+def store_location(data_dir: str | Path, database: str | None = None) -> str | Path:
+    """Where a data directory's store lives: ``database`` (a PostgreSQL URL), else its own SQLite file."""
+    return database or Path(data_dir) / DB_FILE
+
 
 # Who made a write that did not come through the API (a ``cfd`` command, a script on the machine).
 LOCAL_ACTOR = "local"

@@ -24,7 +24,8 @@ import numpy as np
 from detector.errors import InvalidInputError
 from detector.model_folder import Calibration, sigmoid
 from detector.results import CalibrationInfo, verdict_at
-from detector.store import Store, utc_now, write_audit
+from detector.store import Store, write_audit
+from detector.timestamps import utc_now
 
 MIN_GENUINE = 8  # fewer genuine photos say too little about a brand's spread
 MIN_SPREAD = 0.1  # logit units: a brand whose photos all score alike still gets some margin

@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 
 from detector.database import Connection
 from detector.errors import InvalidInputError, NotFoundError
-from detector.store import Store, utc_now, validate_brand_slug, write_audit
+from detector.store import Store, validate_brand_slug, write_audit
+from detector.timestamps import utc_now
 
 log = logging.getLogger(__name__)
 

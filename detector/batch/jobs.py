@@ -24,7 +24,7 @@ from detector.checks import CheckLog
 from detector.datalock import DataDirLock
 from detector.errors import InvalidInputError
 from detector.gallery import IMAGES_DIR
-from detector.store import DB_FILE, Store
+from detector.store import Store, store_location
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def score_listings(input_path: Path, output: Path, job: BatchJob, *, ray_address
 def rescore_brand_checks(brand: str, job: BatchJob, *, ray_address: str | None, actors: int = 1,
                          batch_size: int = 16) -> dict[str, Any]:
     """Every stored check of ``brand``, re-scored from its stored embeddings by an actor pool."""
-    store = Store(job.database or Path(job.data_dir) / DB_FILE)
+    store = Store(store_location(job.data_dir, job.database))
     try:
         store.require_brand(brand)
         ids = CheckLog(store, BlobStore(Path(job.data_dir) / IMAGES_DIR), DataDirLock(Path(job.data_dir))).ids_of_brand(brand)

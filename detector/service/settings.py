@@ -9,7 +9,7 @@ from pathlib import Path
 
 from detector.errors import InvalidInputError
 from detector.limits import Limits
-from detector.store import DB_FILE
+from detector.store import store_location
 from detector.webhooks import DeliveryPolicy
 
 
@@ -40,7 +40,7 @@ class Settings:
 
     @property
     def store_location(self) -> str | Path:
-        return self.database or self.data_dir / DB_FILE
+        return store_location(self.data_dir, self.database)
 
     @property
     def max_form_bytes(self) -> int:

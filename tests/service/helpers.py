@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from detector.keys import create_key
-from detector.store import DB_FILE, Store
+from detector.store import Store, store_location
 
 CFD = str(Path(sys.executable).parent / "cfd")
 
@@ -21,7 +21,7 @@ CFD = str(Path(sys.executable).parent / "cfd")
 def make_keys(data_dir: Path, brands: tuple[str, ...] = ("acme", "zenit"), *, database: str | None = None) -> dict[str, str]:
     """Create the brands and one key per role (brand keys for the first two brands), in the data
     directory's SQLite file or in ``database`` (a PostgreSQL URL)."""
-    store = Store(database or data_dir / DB_FILE)
+    store = Store(store_location(data_dir, database))
     try:
         for brand in brands:
             if not store.brand_exists(brand):
@@ -57,6 +57,7 @@ class Server:
     def __init__(self, data_dir: Path, *extra: str):
         self.data_dir = data_dir
         self.extra = extra
+        self.command = [CFD]  # what runs ``serve`` (a benchmark may wrap cfd)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -65,7 +66,7 @@ class Server:
     def start(self, timeout: float = 120) -> "Server":
         log = open(self.log, "ab")
         self.process = subprocess.Popen(
-            [CFD, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "-q", *self.extra],
+            [*self.command, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "-q", *self.extra],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
