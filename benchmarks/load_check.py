@@ -49,9 +49,11 @@ def embedder_throughput(photos: list[bytes], passes: int = 3) -> dict:
     ``passes``: on ready tensors, and from JPEG bytes (decode and transform included)."""
     import torch
 
+    from detector.allocator import keep_freed_memory
     from detector.images import load_image
     from detector.model_folder import load_model
 
+    keep_freed_memory()  # as `cfd serve` does
     embedder = load_model().embedder()
     batch = embedder.batch_size
     tensors = embedder.preprocess([load_image(p) for p in photos])

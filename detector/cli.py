@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 from typing import Callable, Sequence
 
 from detector import progress
+from detector.allocator import keep_freed_memory
 from detector.precision import PRECISIONS
 from detector.database import is_postgres_url
 from detector.errors import DetectorError, InvalidInputError
@@ -478,6 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for ours in ("detector", "training"):  # our progress at INFO; libraries stay at WARNING
         logging.getLogger(ours).setLevel(logging.WARNING if args.quiet else logging.INFO)
+    keep_freed_memory()
     try:
         if hasattr(args, "data_dir"):
             resolve_data_dir(args)

@@ -53,9 +53,11 @@ class ListingScorer:
     def __init__(self, job: BatchJob):
         import torch
 
+        from detector.allocator import keep_freed_memory
         from detector.model_folder import load_model
         from detector.runtime import open_runtime
 
+        keep_freed_memory()  # an actor is a process of its own
         torch.set_num_threads(job.threads)
         self.job = job
         model = load_model(job.model, precision=job.precision)
