@@ -1,6 +1,6 @@
 """Embedder throughput: the naive baseline (fp32, batch 1, NCHW) against batched fp32 and
 bf16 autocast with channels_last, fp32 also with its BatchNorms folded into the convolutions
-(the fp32 default); the two defaults also with glibc's malloc left as it is (``detector.allocator``
+(the fp32 default); the two defaults also with glibc's malloc left as it is (``detector.memory``
 not applied); in one run, plus how far each moves the embeddings.
 
     python benchmarks/embedding_speed.py [--images 96] [--rounds 5]
@@ -41,7 +41,7 @@ def worker(allocator: str, images: int, seconds: float) -> None:
     """One round in this process: every configuration of ``allocator`` once; JSON on stdout."""
     import numpy as np
 
-    from detector.allocator import keep_freed_memory
+    from detector.memory import keep_freed_memory
     from detector.embedder import Embedder
     from detector.model_folder import load_model
     from tests.synthetic import STYLES, product_image

@@ -35,6 +35,7 @@ CONFIGS = {"alignment, micro-batching (default)": ["--max-wait-ms", "5"],
            "no alignment, micro-batching": ["--no-alignment", "--max-wait-ms", "5"],
            "alignment, no micro-batching": ["--no-micro-batching"]}
 BOUNDARY = "cfd-load-check"
+REUSE_IDLE_S = 2.0  # uvicorn closes a keep-alive connection idle for 5 s
 
 
 def _photos() -> list[bytes]:
@@ -49,7 +50,7 @@ def embedder_throughput(photos: list[bytes], passes: int = 3) -> dict:
     ``passes``: on ready tensors, and from JPEG bytes (decode and transform included)."""
     import torch
 
-    from detector.allocator import keep_freed_memory
+    from detector.memory import keep_freed_memory
     from detector.images import load_image
     from detector.model_folder import load_model
 
@@ -141,17 +142,26 @@ class _Load:
         return _summary({"clients": clients}, latencies, errors, time.perf_counter() - begin)
 
     async def open_loop(self, rate: float, count: int) -> dict:
-        """``count`` requests sent ``1/rate`` seconds apart, each on an idle connection (or a new one)."""
+        """``count`` requests sent ``1/rate`` seconds apart, each on an idle connection (or a new one).
+        A connection idle for ``REUSE_IDLE_S`` is closed, not reused: the server may have closed it."""
         latencies, errors, idle = [], 0, []
+
+        async def connection_for_next() -> _Connection:
+            while idle:
+                connection, since = idle.pop()
+                if time.perf_counter() - since < REUSE_IDLE_S:
+                    return connection
+                connection.close()
+            return await _Connection.open(self.host, self.port)
 
         async def one(i: int) -> None:
             nonlocal errors
-            connection = idle.pop() if idle else await _Connection.open(self.host, self.port)
+            connection = await connection_for_next()
             start = time.perf_counter()
             status = await connection.send(self.requests[i % len(self.requests)])
             latencies.append(time.perf_counter() - start)
             errors += status != 200
-            idle.append(connection)
+            idle.append((connection, time.perf_counter()))
 
         begin = time.perf_counter()
         tasks = []
@@ -159,7 +169,7 @@ class _Load:
             await asyncio.sleep(max(0.0, begin + i / rate - time.perf_counter()))
             tasks.append(asyncio.create_task(one(i)))
         await asyncio.gather(*tasks)
-        for connection in idle:
+        for connection, _ in idle:
             connection.close()
         return _summary({"rate_rps": round(rate, 2)}, latencies, errors, time.perf_counter() - begin)
 

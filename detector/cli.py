@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from typing import Callable, Sequence
 
 from detector import progress
-from detector.allocator import keep_freed_memory
+from detector.memory import keep_freed_memory
 from detector.precision import PRECISIONS
 from detector.database import is_postgres_url
 from detector.errors import DetectorError, InvalidInputError

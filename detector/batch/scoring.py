@@ -53,7 +53,7 @@ class ListingScorer:
     def __init__(self, job: BatchJob):
         import torch
 
-        from detector.allocator import keep_freed_memory
+        from detector.memory import keep_freed_memory
         from detector.model_folder import load_model
         from detector.runtime import open_runtime
 

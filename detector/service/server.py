@@ -9,7 +9,6 @@ from pathlib import Path
 
 from detector.errors import InvalidInputError
 from detector.keys import create_key
-from detector.memory import limit_malloc_arenas
 from detector.service.settings import Settings, is_loopback, settings_from_args
 from detector.store import Store
 
@@ -51,7 +50,6 @@ def serve(args: argparse.Namespace) -> None:
 
     settings = settings_from_args(args)
     prepare(settings)
-    limit_malloc_arenas(2)  # worker threads share two arenas: memory one decode freed serves the next
     protocol = guarded_protocol(header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", http=protocol,
                 timeout_graceful_shutdown=10)

@@ -1,5 +1,5 @@
-"""``detector.allocator``: a worker thread that allocates and frees activation-sized blocks reuses
-the memory once the allocator is tuned, and faults it in anew each time without it.
+"""``detector.memory``: a worker thread that allocates and frees activation-sized blocks reuses
+the memory once malloc is tuned, and faults it in anew each time without it.
 
 Each case runs in a fresh interpreter: the setting is process-wide and cannot be undone."""
 
@@ -18,7 +18,7 @@ PROGRAM = """
 import resource, sys
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
-from detector.allocator import keep_freed_memory
+from detector.memory import keep_freed_memory
 
 tuned = sys.argv[1] == "tuned" and keep_freed_memory()
 
