@@ -41,7 +41,7 @@ def serve_with_cached_model(argv: list[str]) -> int:
     from detector.cli import main
     from detector.embedder import Embedder
 
-    forward = Embedder.embed_tensor
+    forward = Embedder._forward
     cached: dict[int, object] = {}
 
     def cached_forward(self, pixels):
@@ -50,7 +50,7 @@ def serve_with_cached_model(argv: list[str]) -> int:
             cached[size] = forward(self, pixels)
         return cached[size]
 
-    Embedder.embed_tensor = cached_forward
+    Embedder._forward = cached_forward
     return main(argv)
 
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from detector.backbones import FeatureExtractor
 from detector.batchnorm_folding import fold_batchnorm
+from detector.compute import ComputeThread
 from detector.patches import PatchHead
 from detector.precision import resolve_precision
 from detector.transforms import EvalTransform
@@ -111,6 +112,11 @@ class Embedder:
         if fold_norms and self.precision == "fp32":
             fold_batchnorm(self.net)
         self.net = self.net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        self.compute: ComputeThread | None = None  # where forward passes run; the calling thread when None
+
+    def run_on(self, compute: ComputeThread) -> None:
+        """Run every forward pass on ``compute``'s thread, whichever thread asks (``detector.compute``)."""
+        self.compute = compute
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return self.transform.batch(list(images))
@@ -120,8 +126,11 @@ class Embedder:
         """Columns of one patch record (descriptor + attention logit), or None without a patch head."""
         return None if self.net.patch_head is None else self.net.patch_head.dim + 1
 
-    @torch.inference_mode()
     def embed_tensor(self, batch: torch.Tensor) -> Embeddings:
+        return self._forward(batch) if self.compute is None else self.compute.run(self._forward, batch)
+
+    @torch.inference_mode()
+    def _forward(self, batch: torch.Tensor) -> Embeddings:
         embeddings, logits, patches = [], [], []
         for start in range(0, batch.shape[0], self.batch_size):
             chunk = batch[start : start + self.batch_size]

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from detector import __version__
+from detector.compute import ComputeThread
 from detector.model_folder import load_model
 from detector.runtime import open_runtime
 from detector.service.admission import Admission
@@ -35,7 +36,10 @@ FOLLOW_RETRY_S = 1.0  # the gallery follower's pause after the database failed i
 access_log = logging.getLogger("detector.access")
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, compute: ComputeThread | None = None) -> FastAPI:
+    """``compute``: the thread that loads and runs the model (``cfd serve`` passes the one that took
+    the process's intra-op threads, ``detector.compute``); by default a thread of its own."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         loader = asyncio.create_task(_load(app))
@@ -51,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
             await asyncio.to_thread(app.state.dispatcher.stop)
             if app.state.batcher is not None:
                 await app.state.batcher.stop()
+            await asyncio.to_thread(app.state.compute.shutdown)
             if app.state.runtime is not None:
                 await asyncio.to_thread(app.state.runtime.gallery.save_index)
                 app.state.runtime.close()
@@ -62,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
                     "Every /v1 request needs `Authorization: Bearer <api-key>` (create one with `cfd keys create`).",
     )
     app.state.settings = settings
+    app.state.compute = compute or ComputeThread()
     app.state.store = Store(settings.store_location)
     app.state.dispatcher = Dispatcher(app.state.store, settings.webhooks)
     app.state.runtime = None
@@ -86,15 +92,17 @@ def create_app(settings: Settings) -> FastAPI:
 
 async def _load(app: FastAPI) -> None:
     settings: Settings = app.state.settings
-    try:
-        model = await asyncio.to_thread(load_model, settings.model, precision=settings.precision)
-        runtime = await asyncio.to_thread(open_runtime, settings.data_dir, model, limits=settings.limits,
-                                          align=settings.alignment, database=settings.database)
+    compute: ComputeThread = app.state.compute
+    try:  # on the compute thread, as every forward pass after it (a re-embedding at start included)
+        model = await asyncio.wrap_future(compute.submit(load_model, settings.model, precision=settings.precision))
+        runtime = await asyncio.wrap_future(compute.submit(open_runtime, settings.data_dir, model, limits=settings.limits,
+                                                           align=settings.alignment, database=settings.database))
+        runtime.gallery.embedder.run_on(compute)  # uploads' forward passes too, from their request threads
     except Exception as exc:  # the service stays up, not ready, and says why
         log.exception("startup failed")
         app.state.startup_error = str(exc)
         return
-    batcher = MicroBatcher(runtime.detector.embedder.embed_tensor, max_batch=settings.max_batch,
+    batcher = MicroBatcher(runtime.detector.embedder.embed_tensor, compute=compute, max_batch=settings.max_batch,
                            max_wait_ms=settings.max_wait_ms,
                            enabled=settings.micro_batching, on_batch=app.state.metrics.batch_size.observe)
     await batcher.start()

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from detector.compute import ComputeThread
 from detector.embedder import Embeddings
 from detector.errors import OverloadedError
 
@@ -29,7 +29,7 @@ class _Job:
 
 
 class MicroBatcher:
-    def __init__(self, embed: EmbedFn, *, max_batch: int, max_wait_ms: float, enabled: bool = True,
+    def __init__(self, embed: EmbedFn, *, compute: ComputeThread, max_batch: int, max_wait_ms: float, enabled: bool = True,
                  on_batch: Callable[[int], None] | None = None):
         self._embed = embed
         self.max_batch = max(1, max_batch)
@@ -41,8 +41,8 @@ class MicroBatcher:
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._worker: asyncio.Task | None = None
-        # One model thread: the forward pass already uses every core through intra-op threads.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        # The one model thread: the forward pass already uses every core through intra-op threads.
+        self._executor = compute.executor
 
     @property
     def queued_images(self) -> int:
@@ -63,7 +63,6 @@ class MicroBatcher:
         for job in self._jobs:
             if not job.future.done():
                 job.future.set_exception(OverloadedError("the service is shutting down"))
-        self._executor.shutdown(wait=True)
 
     async def embed(self, batch: torch.Tensor) -> Embeddings:
         n = int(batch.shape[0])

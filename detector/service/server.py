@@ -45,11 +45,13 @@ def write_secret(path: Path, secret: str) -> None:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from detector.compute import take_intra_op_threads
     from detector.service.app import create_app
     from detector.service.connections import guarded_protocol
 
     settings = settings_from_args(args)
     prepare(settings)
+    compute = take_intra_op_threads()  # before uvicorn's threads exist
     protocol = guarded_protocol(header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", http=protocol,
+    uvicorn.run(create_app(settings, compute=compute), host=settings.host, port=settings.port, log_level="info", http=protocol,
                 timeout_graceful_shutdown=10)
