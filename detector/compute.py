@@ -4,7 +4,7 @@ torch's CPU kernels run on an OpenMP team that belongs to the thread calling the
 torch from many threads: the model's, the loader's, each request thread's transforms. Once the
 process holds more OpenMP threads than cores, libgomp stops its threads spinning between parallel
 regions (``GOMP_SPINCOUNT``), and every region then waits for its threads to wake: measured here,
-the model in a worker thread ran batch 16 in bf16 1.18x and batch 1 in fp32 1.9x faster with one
+the model on a compute thread ran batch 16 in bf16 1.20x and batch 1 in fp32 2.2x faster with one
 team than with two (``benchmarks/embedding_speed.py``).
 
 ``ComputeThread.run`` runs a function on the one thread (inline when called from it).
