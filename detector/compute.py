@@ -25,9 +25,9 @@ class ComputeThread:
     def __init__(self, *, threads: int | None = None):
         """``threads``: intra-op threads of the compute thread; by default torch's, as any new thread."""
         self._ident: int | None = None
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model", initializer=self._start,
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model", initializer=self._start,
                                            initargs=(threads,))
-        self.executor.submit(lambda: None).result()  # started now, so that its thread count is set first
+        self._executor.submit(lambda: None).result()  # started now, so that its thread count is set first
 
     def _start(self, threads: int | None) -> None:
         self._ident = threading.get_ident()
@@ -43,10 +43,10 @@ class ComputeThread:
         return self.submit(fn, *args, **kwargs).result()
 
     def submit(self, fn: Callable[..., T], /, *args, **kwargs) -> Future:
-        return self.executor.submit(fn, *args, **kwargs)
+        return self._executor.submit(fn, *args, **kwargs)
 
     def shutdown(self) -> None:
-        self.executor.shutdown(wait=True)
+        self._executor.shutdown(wait=True)
 
 
 def take_intra_op_threads() -> ComputeThread:

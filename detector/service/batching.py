@@ -42,7 +42,7 @@ class MicroBatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._worker: asyncio.Task | None = None
         # The one model thread: the forward pass already uses every core through intra-op threads.
-        self._executor = compute.executor
+        self._compute = compute
 
     @property
     def queued_images(self) -> int:
@@ -71,7 +71,7 @@ class MicroBatcher:
         try:
             if not self.enabled:
                 self._on_batch(n)
-                return await loop.run_in_executor(self._executor, self._embed, batch)
+                return await asyncio.wrap_future(self._compute.submit(self._embed, batch))
             job = _Job(batch, loop.create_future())
             self._jobs.append(job)
             self._wakeup.set()
@@ -95,7 +95,6 @@ class MicroBatcher:
         return sum(int(j.batch.shape[0]) for j in self._jobs)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -113,7 +112,7 @@ class MicroBatcher:
                 batch = torch.cat([j.batch for j in jobs])
                 self._on_batch(int(batch.shape[0]))
                 try:
-                    out = await loop.run_in_executor(self._executor, self._embed, batch)
+                    out = await asyncio.wrap_future(self._compute.submit(self._embed, batch))
                 except Exception as exc:  # hand the failure to every waiting request
                     for job in jobs:
                         if not job.future.done():
