@@ -163,7 +163,8 @@ def _image_result(evidence: PhotoEvidence, references: dict[int, Reference], kno
 
 def _alignment_result(v: Verification) -> AlignmentResult:
     return AlignmentResult(aligned=v.aligned, reference_id=v.reference_id, inliers=v.inliers,
-                           inlier_ratio=round(v.inlier_ratio, 4), failure=v.failure, heatmap=v.heatmap,
+                           inlier_ratio=round(v.inlier_ratio, 4), method=v.method, correlation=_round(v.correlation),
+                           failure=v.failure, heatmap=v.heatmap,
                            suspicious_box=None if v.box is None else list(v.box), region=v.region, difference=v.difference)
 
 

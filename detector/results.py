@@ -34,6 +34,10 @@ class AlignmentResult(BaseModel):
     reference_id: int | None = Field(description="the reference with the most geometric inliers")
     inliers: int
     inlier_ratio: float
+    method: str | None = Field(default=None, description="how the photo was aligned: keypoints (geometric inliers), or dense (a "
+                                           "search over rotations and scales, refined by ECC) where keypoints did not agree")
+    correlation: float | None = Field(default=None, description="colour correlation of the aligned photo with the reference inside "
+                                                  "the product region")
     failure: str | None = Field(description="why the photo is not aligned (then its score rests on the embedding signals)")
     heatmap: list[list[float]] | None = Field(
         description="rows x columns over the photo: how much each region differs from the reference, 0 (not beyond "

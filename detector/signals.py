@@ -33,6 +33,7 @@ SIGNALS: dict[str, Signal] = {s.name: s for s in (
     # aligned verification (detector.alignment): the photo against its best-aligned reference of the claimed brand
     Signal("align_inliers", "log(1 + geometric inliers) of the homography onto the best-aligned reference", -1),
     Signal("align_inlier_ratio", "share of ratio-test matches that are geometric inliers", -1),
+    Signal("align_correlation", "colour correlation of the aligned photo with the reference inside its product region", -1),
     Signal("aligned_colour_diff", "median block colour difference (Lab dE) after lighting normalisation", +1),
     Signal("aligned_structure_diff", "mean block structure difference (1 - NCC of lightness)", +1),
     Signal("aligned_block_peak", "the most different block's score above the photo's median block", +1),
@@ -44,7 +45,7 @@ SIGNALS: dict[str, Signal] = {s.name: s for s in (
 OTHER_BRAND_SIGNALS = frozenset({"other_brand_similarity", "brand_margin"})
 # Signals of aligned verification: only a calibration's aligned fusion may use them (a photo that is
 # not aligned, or a check without alignment, is scored by the embedding fusion alone).
-ALIGNMENT_SIGNALS = frozenset({"align_inliers", "align_inlier_ratio", "aligned_colour_diff", "aligned_structure_diff",
+ALIGNMENT_SIGNALS = frozenset({"align_inliers", "align_inlier_ratio", "align_correlation", "aligned_colour_diff", "aligned_structure_diff",
                                "aligned_block_peak", "placement_shift", "label_mismatch", "detail_loss"})
 
 

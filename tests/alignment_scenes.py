@@ -68,3 +68,26 @@ def other_product(seed: int = 0) -> Image.Image:
         draw.rectangle((x, y, x + int(rng.integers(4, 14)), y + int(rng.integers(4, 14))),
                        fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
     return image
+
+
+PRODUCT_CORNERS = ((50, 110), (430, 110), (430, 390), (50, 390))  # the plain product's bounding box
+
+
+def plain_product(*, tampered: bool = False) -> Image.Image:
+    """A plain product (flat colours, no pattern or text: few repeatable keypoints) on a studio
+    background; ``tampered`` recolours its emblem."""
+    image = Image.new("RGB", (SIZE, SIZE), (244, 244, 244))
+    draw = ImageDraw.Draw(image)
+    draw.polygon([(60, 330), (110, 150), (250, 110), (420, 250), (420, 330)], fill=(190, 80, 120))
+    x0, y0, x1, y1 = PRODUCT_CORNERS[0] + PRODUCT_CORNERS[2]
+    draw.rectangle((x0, 330, x1, y1), fill=(70, 70, 80))
+    x0, y0, x1, y1 = EMBLEM
+    draw.polygon([(x0 + 60, y0 + 60), (x1 + 60, y1 + 60), (x0 + 60, y1 + 60)], fill=(60, 160, 70) if tampered else (220, 180, 40))
+    return image
+
+
+def blurred(photo: Image.Image, sigma: float) -> Image.Image:
+    """A phone photo out of focus: blurred, then noisy."""
+    array = cv2.GaussianBlur(np.asarray(photo, np.float32), (0, 0), sigma)
+    array = array + np.random.default_rng(0).normal(0, 4, array.shape)
+    return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))

@@ -65,7 +65,8 @@ def compare(photo: View, reference: ReferenceFeatures, homography: np.ndarray, r
     ref = reference.view.bgr[cy0:cy1, cx0:cx1].astype(np.float32) / 255
     photo_lin = _normalise(warped.astype(np.float32) / 255, ref, region)
     lab_p = cv2.cvtColor(cv2.GaussianBlur(photo_lin, (0, 0), recipe.blur_sigma), cv2.COLOR_BGR2LAB)
-    lab_r = cv2.cvtColor(cv2.GaussianBlur(ref, (0, 0), recipe.blur_sigma), cv2.COLOR_BGR2LAB)
+    extra = _photo_blur(photo_lin, ref, region, recipe.blur_steps)
+    lab_r = cv2.cvtColor(cv2.GaussianBlur(ref, (0, 0), float(np.hypot(recipe.blur_sigma, extra))), cv2.COLOR_BGR2LAB)
     local_box = (box[0] - cx0, box[1] - cy0, box[2] - cx0, box[3] - cy0)
     edges = _block_edges(local_box, recipe.grid)
     colour = _block_means(_tolerant_delta_e(lab_p, lab_r, recipe.shift_px), region, edges)
@@ -109,6 +110,23 @@ def _normalise(photo: np.ndarray, ref: np.ndarray, region: np.ndarray) -> np.nda
     shaded = photo * shading[..., None]
     gains = np.median((ref[ys, xs] + _EPS) / (shaded[ys, xs] + _EPS), axis=0)
     return np.clip(shaded * np.clip(gains, *_GAIN_RANGE).astype(np.float32), 0, 1)
+
+
+def _photo_blur(photo: np.ndarray, ref: np.ndarray, region: np.ndarray, steps: tuple[float, ...]) -> float:
+    """How much blurrier the photo is than the reference (Gaussian sigma, pixels): the step whose
+    blurred reference correlates best with the photo's lightness over the product region. The
+    reference is blurred as much before comparing, so a soft photo of a genuine product does not
+    differ at every edge."""
+    light_p = photo.mean(axis=2)[region]
+    light_p = light_p - light_p.mean()
+    best, best_sigma = -np.inf, 0.0
+    for sigma in steps:
+        light_r = (cv2.GaussianBlur(ref, (0, 0), sigma) if sigma else ref).mean(axis=2)[region]
+        light_r = light_r - light_r.mean()
+        score = float(light_p @ light_r) / (float(np.linalg.norm(light_p) * np.linalg.norm(light_r)) + 1e-9)
+        if score > best:
+            best, best_sigma = score, sigma
+    return best_sigma
 
 
 def _shifts(px: int):

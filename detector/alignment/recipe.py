@@ -8,6 +8,17 @@ from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
+class EccStage:
+    """One ECC refinement over the reference's product region, at ``side`` pixels (the reference's
+    longer side), in colour or grey."""
+
+    side: int
+    motion: str  # "affine" or "homography"
+    colour: bool
+    iterations: int
+
+
+@dataclass(frozen=True)
 class AlignmentRecipe:
     # Stored reference features depend on these four: a change recomputes them from the originals.
     max_side: int = 640  # working resolution: the longer side, in pixels (photos are never upscaled)
@@ -19,14 +30,30 @@ class AlignmentRecipe:
     ratio: float = 0.8  # Lowe's ratio test
     ransac_px: float = 4.0  # MAGSAC inlier threshold, in working-resolution pixels
     min_inliers: int = 8  # fewer geometric inliers: the photo is not aligned (another product scores 0-2)
-    refine_side: int = 256  # the dense (ECC) refinement of the homography runs at this longer side
-    refine_iterations: int = 20
-    compared: int = 2  # aligned references compared at most (the most inliers first)
+    # ECC refines a homography densely (every product pixel, not a few keypoints). In colour: grey
+    # drifts on products of a few flat colours under uneven light (4-5x the corner error on the tests' scenes).
+    refine: EccStage = EccStage(side=192, motion="homography", colour=True, iterations=20)
+    # Dense alignment (no keypoints), tried on the closest reference when keypoints do not align.
+    dense_coarse_side: int = 48  # the coarse search runs at this longer side of the reference
+    dense_max_turn: float = 30.0  # degrees either way
+    dense_turn_step: float = 10.0
+    dense_zoom_range: tuple[float, float] = (0.45, 1.6)  # the product's size in the photo against the reference
+    dense_zooms: int = 6
+    dense_overhang: float = 0.3  # share of the product that may lie past the photo's edge
+    dense_affine: EccStage = EccStage(side=128, motion="affine", colour=True, iterations=20)  # before ``refine``
+    # A fit whose colour correlation with the reference inside its product region (at correlation_side,
+    # on the correlation_keep share of pixels a per-channel gain explains best) is below
+    # min_correlation is not a view of the reference's product.
+    correlation_side: int = 128
+    correlation_keep: float = 0.75
+    min_correlation: float = 0.85
+    compared: int = 2  # keypoint-aligned references weighed at most (the most inliers first); the best-correlating is compared
     compared_inliers: float = 0.5  # ... and only those with at least this share of the best one's inliers
     min_coverage: float = 0.3  # share of the reference's product region the warped photo must cover
     # Comparison in the reference's frame.
     grid: int = 8  # blocks per side of the product's bounding box
     blur_sigma: float = 1.5  # smooths noise before differences
+    blur_steps: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.5, 6.0)  # the photo's extra blur is matched among these (pixels)
     shift_px: int = 2  # differences are the smallest over shifts of up to this (residual misalignment)
     colour_unit: float = 12.0  # a block's Lab difference (dE) counted as one unit of block score
     structure_unit: float = 0.5  # a block's 1 - NCC counted as one unit of block score

@@ -1,17 +1,21 @@
-"""One photo verified against the claimed brand's candidate references: the best-aligned ones (most
-geometric inliers) are compared in their own frames and the closest comparison counts; it gives
-the signals, a heatmap in the photo's coordinates, the most suspicious region's box and its name."""
+"""One photo verified against the claimed brand's candidate references.
+
+The references with the most geometric inliers are refined densely; where keypoints do not agree
+(a plain or blurred product), a dense search places the candidates' products in the photo instead.
+The fit that correlates best is compared in its reference's frame; it gives the signals, a heatmap
+in the photo's coordinates, the most suspicious region's box and its name."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-from detector.alignment.align import Alignment, align, refine
+from detector.alignment.align import align
 from detector.alignment.compare import Comparison, compare
+from detector.alignment.dense import DenseFit, correlation, dense_align, ecc_refine
 from detector.alignment.features import ReferenceFeatures, View
 from detector.alignment.recipe import AlignmentRecipe
 
@@ -25,6 +29,8 @@ class Verification:
     inlier_ratio: float
     comparison: Comparison | None  # None: not aligned
     failure: str | None  # why the photo is not aligned
+    method: str | None = None  # how it was aligned: "keypoints" or "dense" (no keypoints: a coarse search, then ECC)
+    correlation: float | None = None  # the fit's colour correlation inside the product region (aligned only)
     heatmap: list[list[float]] | None = None  # rows x columns over the photo, 0 (like the reference) .. 1
     box: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 in the photo's pixels: the most suspicious block
     region: str | None = None  # where that block sits on the product ("the label", "the product's top left")
@@ -36,9 +42,11 @@ class Verification:
 
     @property
     def signals(self) -> dict[str, float]:
-        """Inlier count and ratio always; the comparison's signals when aligned."""
+        """Inlier count and ratio always; the fit's correlation and the comparison's signals when aligned."""
         base = {"align_inliers": math.log1p(self.inliers), "align_inlier_ratio": self.inlier_ratio}
-        return {**base, **(self.comparison.signals if self.comparison else {})}
+        if self.comparison is None:
+            return base
+        return {**base, "align_correlation": float(self.correlation), **self.comparison.signals}
 
 
 def verify(photo: View, candidates: dict[int, ReferenceFeatures], recipe: AlignmentRecipe) -> Verification:
@@ -47,39 +55,58 @@ def verify(photo: View, candidates: dict[int, ReferenceFeatures], recipe: Alignm
         return Verification(None, 0, 0.0, None, "no reference of the brand has alignment features")
     tried = {rid: align(photo, features.view, recipe) for rid, features in candidates.items()}
     best_id, best = max(tried.items(), key=lambda item: item[1].inliers)
-    if best.homography is None or best.inliers < recipe.min_inliers:
-        return Verification(best_id, best.inliers, best.inlier_ratio, None,
-                            f"{best.inliers} geometric inliers with the best reference, {recipe.min_inliers} needed")
-    # The best-aligned references are compared; the photo is judged against the one it resembles most
-    # (a brand's colourways share one geometry, so inliers alone cannot tell which one was photographed).
-    contenders = sorted((item for item in tried.items() if item[1].homography is not None
-                         and item[1].inliers >= max(recipe.min_inliers, recipe.compared_inliers * best.inliers)),
-                        key=lambda item: -item[1].inliers)[: recipe.compared]
-    compared = []
-    for rid, alignment in contenders:
-        refined = Alignment(refine(photo, candidates[rid].view.bgr, candidates[rid].mask, alignment.homography, recipe),
-                            alignment.inliers, alignment.matches)
-        comparison = compare(photo, candidates[rid], refined.homography, recipe)
-        if comparison is not None:
-            compared.append((float(np.nanmedian(comparison.blocks)), rid, refined, comparison))
-    if not compared:
+    if best.homography is not None and best.inliers >= recipe.min_inliers:
+        contenders = sorted((item for item in tried.items() if item[1].homography is not None
+                             and item[1].inliers >= max(recipe.min_inliers, recipe.compared_inliers * best.inliers)),
+                            key=lambda item: -item[1].inliers)[: recipe.compared]
+        # The photo is judged against the reference it resembles most (a brand's colourways share one
+        # geometry, so inliers alone cannot tell which one was photographed); only that fit is refined.
+        rid, alignment = max(contenders, key=lambda item: _correlation(photo, candidates[item[0]], item[1].homography, recipe))
+        fit, method = _refined(photo, candidates[rid], alignment.homography, recipe), "keypoints"
+    else:
+        # Too few keypoints agree (a plain or blurred product): the candidates are searched for densely,
+        # and the best placement is kept only if it correlates like a view of the same product.
+        rid, fit = dense_align(photo, candidates, recipe) or (None, None)
+        if fit is None or fit.correlation < recipe.min_correlation:
+            dense = "no dense fit" if fit is None else f"a dense fit correlating {fit.correlation:.2f}"
+            return Verification(best_id, best.inliers, best.inlier_ratio, None,
+                                f"{best.inliers} geometric inliers with the best reference ({recipe.min_inliers} needed) "
+                                f"and {dense} (at least {recipe.min_correlation} needed)")
+        method = "dense"
+    comparison = compare(photo, candidates[rid], fit.homography, recipe)
+    if comparison is None:
         return Verification(best_id, best.inliers, best.inlier_ratio, None,
                             "the photo shows too little of the product to compare")
-    _, rid, alignment, comparison = min(compared, key=lambda item: item[0])
-    return _explained(rid, alignment, comparison, candidates[rid], photo, recipe)
+    inliers = tried[rid]
+    return _explained(Verification(rid, inliers.inliers, inliers.inlier_ratio, comparison, None, method, fit.correlation),
+                      fit.homography, candidates[rid], photo, recipe)
 
 
-def _explained(reference_id: int, alignment: Alignment, comparison: Comparison, reference: ReferenceFeatures,
-               photo: View, recipe: AlignmentRecipe) -> Verification:
+def _refined(photo: View, reference: ReferenceFeatures, homography: np.ndarray, recipe: AlignmentRecipe) -> DenseFit:
+    """A keypoint homography refined densely; as it was where ECC does not converge."""
+    refined = ecc_refine(photo, reference, homography, recipe.refine)
+    homography = homography if refined is None else refined
+    return DenseFit(homography, _correlation(photo, reference, homography, recipe))
+
+
+def _correlation(photo: View, reference: ReferenceFeatures, homography: np.ndarray, recipe: AlignmentRecipe) -> float:
+    return correlation(photo, reference, homography, side=recipe.correlation_side, keep=recipe.correlation_keep)
+
+
+def _explained(verification: Verification, homography: np.ndarray, reference: ReferenceFeatures, photo: View,
+               recipe: AlignmentRecipe) -> Verification:
+    """``verification`` with its heatmap, the most suspicious block's box in the photo, its region's name
+    and what differs there."""
+    comparison = verification.comparison
     excess = comparison.blocks - np.nanmedian(comparison.blocks)
     i, j = np.unravel_index(int(np.nanargmax(excess)), excess.shape)
     x0, y0, x1, y1 = comparison.box
     ex, ey = np.linspace(x0, x1, recipe.grid + 1), np.linspace(y0, y1, recipe.grid + 1)
     block = (ex[j], ey[i], ex[j + 1], ey[i + 1])
-    to_photo = np.linalg.inv(alignment.homography)
-    return Verification(
-        reference_id, alignment.inliers, alignment.inlier_ratio, comparison, None,
-        heatmap=_heatmap(excess / recipe.heat_unit, comparison.box, alignment.homography, photo, recipe),
+    to_photo = np.linalg.inv(homography)
+    return replace(
+        verification,
+        heatmap=_heatmap(excess / recipe.heat_unit, comparison.box, homography, photo, recipe),
         box=_photo_box(block, to_photo, photo.scale, photo.original_size),
         region=_region_name(block, reference.label, comparison.box),
         difference="colour" if comparison.colour[i, j] / recipe.colour_unit

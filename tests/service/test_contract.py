@@ -164,6 +164,7 @@ def test_check_result_carries_each_photos_alignment(service):
         assert response.status_code == 200
         alignment = response.json()["images"][0]["alignment"]
         assert alignment["aligned"] and alignment["inliers"] >= 8 and alignment["failure"] is None
+        assert alignment["method"] == "keypoints" and 0.0 < alignment["correlation"] <= 1.0  # tampered: below a genuine photo
         assert len(alignment["heatmap"]) == 12 and all(0.0 <= v <= 1.0 for row in alignment["heatmap"] for v in row)
         x0, y0, x1, y1 = alignment["suspicious_box"]
         assert 0 <= x0 < x1 <= photo.width and 0 <= y0 < y1 <= photo.height

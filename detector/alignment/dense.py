@@ -1,0 +1,148 @@
+"""Alignment without keypoints, for plain or blurred products where SIFT finds too few repeatable
+points: the reference's product region is searched over the photo at a coarse scale (rotations x
+scales, normalised colour correlation), and the best placement is refined densely (ECC: affine,
+then a homography). ``ecc_refine`` is also the keypoint path's refinement.
+
+ECC measures how well the warped photo correlates with the reference inside the reference's
+product region; that correlation says whether the fit is a view of the same product."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from detector.alignment.features import ReferenceFeatures, View
+from detector.alignment.mask import bounding_box
+from detector.alignment.recipe import AlignmentRecipe, EccStage
+
+# A homography that shrinks or grows the photo's area more than this, or bends it strongly, is a
+# degenerate fit, not a view of the same product.
+_AREA_RANGE = (1 / 25, 25.0)
+_MAX_PERSPECTIVE = 2e-3
+_MIN_TEMPLATE_PIXELS = 20  # a coarse template with fewer product pixels than this places nothing
+_MOTIONS = {"affine": cv2.MOTION_AFFINE, "homography": cv2.MOTION_HOMOGRAPHY}
+
+
+@dataclass(frozen=True)
+class DenseFit:
+    homography: np.ndarray  # 3 x 3, photo working pixels -> reference working pixels
+    correlation: float  # colour correlation with the reference inside its product region, -1 .. 1
+
+
+def plausible(homography: np.ndarray) -> bool:
+    area = float(np.linalg.det(homography[:2, :2])) / float(homography[2, 2]) ** 2
+    return _AREA_RANGE[0] < area < _AREA_RANGE[1] and float(np.abs(homography[2, :2]).max()) < _MAX_PERSPECTIVE
+
+
+def dense_align(photo: View, candidates: dict[int, ReferenceFeatures], recipe: AlignmentRecipe) -> tuple[int, DenseFit] | None:
+    """The candidate reference whose product the coarse search places best in the photo, and that
+    placement refined; None when nothing fits."""
+    placements = [(found[0], rid, found[1]) for rid, features in candidates.items()
+                  if (found := _coarse_placement(photo, features, recipe)) is not None]
+    if not placements:
+        return None
+    _, rid, homography = max(placements, key=lambda item: item[0])
+    reference = candidates[rid]
+    for stage in (recipe.dense_affine, recipe.refine):
+        homography = None if homography is None else ecc_refine(photo, reference, homography, stage)
+    if homography is None:
+        return None
+    return rid, DenseFit(homography, correlation(photo, reference, homography, side=recipe.correlation_side, keep=recipe.correlation_keep))
+
+
+def ecc_refine(photo: View, reference: ReferenceFeatures, homography: np.ndarray, stage: EccStage) -> np.ndarray | None:
+    """``homography`` (photo -> reference) refined by ECC over the reference's product region; None when
+    ECC does not converge or its result is implausible."""
+    scale = min(1.0, stage.side / max(reference.view.shape))
+    s = np.diag([scale, scale, 1.0])
+    picture = (lambda bgr: bgr) if stage.colour else (lambda bgr: cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    template = _resized(picture(reference.view.bgr), scale).astype(np.float32)
+    template_mask = (_resized(reference.mask.astype(np.uint8), scale) > 0).astype(np.uint8) * 255
+    target = _resized(picture(photo.bgr), scale).astype(np.float32)
+    warp = s @ np.linalg.inv(homography) @ np.linalg.inv(s)  # ECC's warp maps reference pixels to photo pixels
+    warp = (warp / warp[2, 2]).astype(np.float32)
+    motion = _MOTIONS[stage.motion]
+    try:
+        _, warp = cv2.findTransformECCWithMask(
+            template, target, template_mask, np.full(target.shape[:2], 255, np.uint8),
+            warp if motion == cv2.MOTION_HOMOGRAPHY else warp[:2], motion,
+            (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, stage.iterations, 1e-4), 3)
+    except cv2.error:  # did not converge: the images do not correlate from this start
+        return None
+    warp = np.vstack([warp, [0, 0, 1]]) if warp.shape[0] == 2 else warp
+    refined = np.linalg.inv(np.linalg.inv(s) @ warp.astype(np.float64) @ s)
+    refined /= refined[2, 2]
+    return refined if plausible(refined) else None
+
+
+def correlation(photo: View, reference: ReferenceFeatures, homography: np.ndarray, *, side: int, keep: float) -> float:
+    """How well a fit shows the reference's product: the warped photo's colours against the
+    reference's, zero-mean, over the reference's product region seen in the photo, on the ``keep``
+    share of pixels that a per-channel gain explains best (so one tampered region does not make a
+    view of the same product look like another product)."""
+    scale = min(1.0, side / max(reference.view.shape))
+    s = np.diag([scale, scale, 1.0])
+    template = _resized(reference.view.bgr, scale).astype(np.float32)
+    to_reference = s @ homography @ np.linalg.inv(s)
+    size = template.shape[1::-1]
+    warped = cv2.warpPerspective(_resized(photo.bgr, scale).astype(np.float32), to_reference, size, flags=cv2.INTER_LINEAR)
+    seen = cv2.warpPerspective(np.ones(photo.shape, np.uint8), to_reference, size, flags=cv2.INTER_NEAREST) > 0
+    region = (_resized(reference.mask.astype(np.uint8), scale) > 0) & seen
+    if region.sum() < _MIN_TEMPLATE_PIXELS:
+        return -1.0
+    a, b = template[region] - template[region].mean(0), warped[region] - warped[region].mean(0)
+    gain = (a * b).sum(0) / ((a * a).sum(0) + 1e-9)
+    residual = np.abs(b - gain * a).sum(1)
+    kept = residual <= np.quantile(residual, keep)
+    a, b = a[kept] - a[kept].mean(0), b[kept] - b[kept].mean(0)
+    return float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+
+def _coarse_placement(photo: View, reference: ReferenceFeatures, recipe: AlignmentRecipe) -> tuple[float, np.ndarray] | None:
+    """The best normalised colour correlation over a grid of rotations and scales of the reference's
+    product (its background filled with its mean colour, so it does not correlate), at
+    ``recipe.dense_coarse_side``, and its photo -> reference similarity transform."""
+    scale = recipe.dense_coarse_side / max(reference.view.shape)
+    product = _resized(reference.view.bgr, scale).astype(np.float32)
+    mask = _resized(reference.mask.astype(np.uint8) * 255, scale) > 127
+    if mask.sum() < _MIN_TEMPLATE_PIXELS:
+        return None
+    photo_small = _resized(photo.bgr, scale).astype(np.float32)
+    x0, y0, x1, y1 = bounding_box(mask)
+    centre, diagonal = ((x0 + x1) / 2, (y0 + y1) / 2), float(np.hypot(x1 - x0, y1 - y0))
+    angles = np.arange(-recipe.dense_max_turn, recipe.dense_max_turn + 1e-6, recipe.dense_turn_step)
+    best_score, best = -np.inf, None
+    for zoom in np.geomspace(*recipe.dense_zoom_range, recipe.dense_zooms):
+        size = int(np.ceil(diagonal * zoom)) + 2
+        pad = int(size * recipe.dense_overhang)  # the product may reach past the photo's edge by this much
+        padded = cv2.copyMakeBorder(photo_small, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        if size >= min(padded.shape[:2]):
+            continue
+        for angle in angles:
+            affine = cv2.getRotationMatrix2D(centre, float(angle), float(zoom))
+            affine[:, 2] += (size / 2 - centre[0], size / 2 - centre[1])
+            template = cv2.warpAffine(product, affine, (size, size), flags=cv2.INTER_LINEAR)
+            inside = cv2.warpAffine(mask.astype(np.uint8), affine, (size, size), flags=cv2.INTER_NEAREST) > 0
+            if inside.sum() < _MIN_TEMPLATE_PIXELS:
+                continue
+            template[~inside] = template[inside].mean(axis=0)
+            scores = cv2.matchTemplate(padded, template, cv2.TM_CCOEFF_NORMED)
+            _, score, _, (x, y) = cv2.minMaxLoc(np.nan_to_num(scores, nan=-1.0))
+            if score > best_score:
+                shift = np.array([[1, 0, x - pad], [0, 1, y - pad], [0, 0, 1.0]])
+                best_score, best = score, shift @ np.vstack([affine, [0, 0, 1]])
+    if best is None:
+        return None
+    s = np.diag([scale, scale, 1.0])
+    to_photo = np.linalg.inv(s) @ best @ s  # reference working -> photo working
+    return float(best_score), np.linalg.inv(to_photo)
+
+
+def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` scaled, never below one pixel a side (a photo may be a few pixels across)."""
+    if scale == 1.0:
+        return image
+    h, w = image.shape[:2]
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)

@@ -1,0 +1,88 @@
+"""Dense alignment: a plain product photographed out of focus, where keypoints cannot agree, is
+still placed on its reference (where the test's own homography says), compared, and a recoloured
+emblem stands out; another product is refused, and the failure says why."""
+
+import cv2
+import numpy as np
+import pytest
+
+from detector.alignment.align import align
+from detector.alignment.dense import correlation, dense_align, ecc_refine
+from detector.alignment.features import photo_view, reference_features
+from detector.alignment.recipe import DEFAULT_RECIPE
+from detector.alignment.verify import verify
+from tests.alignment_scenes import PRODUCT_CORNERS, blurred, listing_photo, other_product, plain_product, studio_product
+
+RECIPE = DEFAULT_RECIPE
+BLUR = 3.0  # pixels: enough that SIFT finds no agreeing keypoints on the plain product
+DIAGONAL = float(np.hypot(*np.subtract(PRODUCT_CORNERS[2], PRODUCT_CORNERS[0])))  # of the plain product, pixels
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return reference_features(photo_view(plain_product(), RECIPE), RECIPE)
+
+
+def _photo(seed: int, *, tampered: bool = False):
+    photo, homography = listing_photo(plain_product(tampered=tampered), seed)
+    return photo_view(blurred(photo, BLUR), RECIPE), homography
+
+
+def _corner_error(photo_to_reference: np.ndarray, studio_to_photo: np.ndarray) -> float:
+    """Largest distance, in pixels, between where a fit and the truth put the product's corners."""
+    corners = np.float32(PRODUCT_CORNERS).reshape(-1, 1, 2)
+    fitted = cv2.perspectiveTransform(corners, np.linalg.inv(photo_to_reference))
+    truth = cv2.perspectiveTransform(corners, studio_to_photo)
+    return float(np.linalg.norm(fitted - truth, axis=2).max())
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_blurred_plain_product_aligns_densely_where_keypoints_cannot(reference, seed):
+    view, truth = _photo(seed)
+    assert align(view, reference.view, RECIPE).inliers < RECIPE.min_inliers
+    found = dense_align(view, {4: reference}, RECIPE)
+    assert found is not None and found[0] == 4
+    # within the outline band the comparison leaves out (flat colours under uneven light: 1-3% of the diagonal)
+    assert _corner_error(found[1].homography, truth) < 0.04 * DIAGONAL
+    result = verify(view, {4: reference}, RECIPE)
+    assert result.aligned and result.method == "dense" and result.correlation >= RECIPE.min_correlation
+    assert result.signals["align_correlation"] == result.correlation
+    assert max(map(max, result.heatmap)) < 0.6  # a genuine photo stays cool
+
+
+def test_the_dense_search_picks_the_candidate_whose_product_is_photographed(reference):
+    other = reference_features(photo_view(other_product(), RECIPE), RECIPE)
+    view, _ = _photo(1)
+    assert dense_align(view, {9: other, 4: reference}, RECIPE)[0] == 4
+    assert verify(view, {9: other, 4: reference}, RECIPE).reference_id == 4
+
+
+def test_a_recoloured_emblem_stays_aligned_and_stands_out(reference):
+    genuine = verify(_photo(2)[0], {4: reference}, RECIPE)
+    tampered_view, truth = _photo(2, tampered=True)
+    tampered = verify(tampered_view, {4: reference}, RECIPE)
+    # one differing region does not make the product look like another one
+    assert tampered.aligned and tampered.method == "dense"
+    assert tampered.signals["aligned_block_peak"] > 4 * genuine.signals["aligned_block_peak"]
+    assert max(map(max, tampered.heatmap)) > 0.5
+
+
+def test_another_product_is_not_aligned_densely_and_the_failure_says_why(reference):
+    view = photo_view(blurred(listing_photo(other_product(), 1)[0], BLUR), RECIPE)
+    result = verify(view, {4: reference}, RECIPE)
+    assert not result.aligned and result.method is None and result.correlation is None
+    assert "geometric inliers" in result.failure and f"at least {RECIPE.min_correlation}" in result.failure
+    assert set(result.signals) == {"align_inliers", "align_inlier_ratio"}
+
+
+def test_ecc_refinement_pulls_a_misplaced_fit_onto_a_detailed_product():
+    reference = reference_features(photo_view(studio_product(), RECIPE), RECIPE)
+    photo, truth = listing_photo(studio_product(), 3)
+    view = photo_view(blurred(photo, BLUR), RECIPE)
+    nudge = np.array([[1.0, 0.02, 9.0], [-0.02, 1.0, -7.0], [0.0, 0.0, 1.0]])  # ~1 degree and 11 px off
+    start = np.linalg.inv(truth) @ nudge
+    refined = ecc_refine(view, reference, start, RECIPE.refine)
+    assert refined is not None
+    assert _corner_error(refined, truth) < 3.0 < _corner_error(start, truth) / 4
+    side, keep = RECIPE.correlation_side, RECIPE.correlation_keep
+    assert correlation(view, reference, refined, side=side, keep=keep) > correlation(view, reference, start, side=side, keep=keep)
