@@ -114,16 +114,20 @@ def _normalise(photo: np.ndarray, ref: np.ndarray, region: np.ndarray) -> np.nda
 
 def _photo_blur(photo: np.ndarray, ref: np.ndarray, region: np.ndarray, steps: tuple[float, ...]) -> float:
     """How much blurrier the photo is than the reference (Gaussian sigma, pixels): the step whose
-    blurred reference correlates best with the photo's lightness over the product region. The
-    reference is blurred as much before comparing, so a soft photo of a genuine product does not
-    differ at every edge."""
-    light_p = photo.mean(axis=2)[region]
+    blurred reference correlates best with the photo's lightness over the product region, judged at
+    half resolution (enough for a blur of a pixel or more, and a quarter of the work). The reference
+    is blurred as much before comparing, so a soft photo of a genuine product does not differ at
+    every edge."""
+    half = lambda image: cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    inside = half(region.astype(np.float32)) > 0.5
+    light_p = half(photo.mean(axis=2))[inside]
     light_p = light_p - light_p.mean()
+    light_r = half(ref.mean(axis=2))
     best, best_sigma = -np.inf, 0.0
     for sigma in steps:
-        light_r = (cv2.GaussianBlur(ref, (0, 0), sigma) if sigma else ref).mean(axis=2)[region]
-        light_r = light_r - light_r.mean()
-        score = float(light_p @ light_r) / (float(np.linalg.norm(light_p) * np.linalg.norm(light_r)) + 1e-9)
+        blurred = (cv2.GaussianBlur(light_r, (0, 0), sigma / 2) if sigma else light_r)[inside]
+        blurred = blurred - blurred.mean()
+        score = float(light_p @ blurred) / (float(np.linalg.norm(light_p) * np.linalg.norm(blurred)) + 1e-9)
         if score > best:
             best, best_sigma = score, sigma
     return best_sigma
