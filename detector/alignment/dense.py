@@ -37,8 +37,19 @@ def plausible(homography: np.ndarray) -> bool:
 
 
 def dense_align(photo: View, candidates: dict[int, ReferenceFeatures], recipe: AlignmentRecipe) -> tuple[int, DenseFit] | None:
-    """The candidate reference whose product the coarse search places best in the photo, and that
-    placement refined; None when nothing fits."""
+    """The closest candidate's product placed in the photo and refined; where that fit does not reach
+    ``recipe.min_correlation`` (often another colourway), the other candidate the coarse search places
+    best. The better-correlating fit, or None when nothing fits."""
+    ids = list(candidates)
+    first = _placed(photo, {ids[0]: candidates[ids[0]]}, recipe)
+    if first is not None and first[1].correlation >= recipe.min_correlation or len(ids) == 1:
+        return first
+    fits = [fit for fit in (first, _placed(photo, {rid: candidates[rid] for rid in ids[1:]}, recipe)) if fit is not None]
+    return max(fits, key=lambda fit: fit[1].correlation, default=None)
+
+
+def _placed(photo: View, candidates: dict[int, ReferenceFeatures], recipe: AlignmentRecipe) -> tuple[int, DenseFit] | None:
+    """The candidate whose product the coarse search places best in the photo, and that placement refined."""
     placements = [(found[0], rid, found[1]) for rid, features in candidates.items()
                   if (found := _coarse_placement(photo, features, recipe)) is not None]
     if not placements:
@@ -49,7 +60,8 @@ def dense_align(photo: View, candidates: dict[int, ReferenceFeatures], recipe: A
         homography = None if homography is None else ecc_refine(photo, reference, homography, stage)
     if homography is None:
         return None
-    return rid, DenseFit(homography, correlation(photo, reference, homography, side=recipe.correlation_side, keep=recipe.correlation_keep))
+    return rid, DenseFit(homography, correlation(photo, reference, homography, side=recipe.correlation_side,
+                                                 keep=recipe.correlation_keep))
 
 
 def ecc_refine(photo: View, reference: ReferenceFeatures, homography: np.ndarray, stage: EccStage) -> np.ndarray | None:
