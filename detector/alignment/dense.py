@@ -3,8 +3,8 @@ points: the reference's product region is searched over the photo at a coarse sc
 scales, normalised colour correlation), and the best placement is refined densely (ECC: affine,
 then a homography). ``ecc_refine`` is also the keypoint path's refinement.
 
-ECC measures how well the warped photo correlates with the reference inside the reference's
-product region; that correlation says whether the fit is a view of the same product."""
+Whether a fit is a view of the same product is said by ``correlation``: the warped photo's colours
+against the reference's inside its product region, on the pixels a per-channel gain explains best."""
 
 from __future__ import annotations
 
