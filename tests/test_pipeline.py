@@ -38,8 +38,8 @@ def test_result_shape(detector, zero_shot):
     assert result["calibration"] == {"scope": "model", "suspicious_threshold": zero_shot.calibration.suspicious_threshold,
                                      "counterfeit_threshold": zero_shot.calibration.counterfeit_threshold,
                                      "source": None, "genuine_photos": None, "fitted_at": None}
-    assert set(image["alignment"]) == {"aligned", "reference_id", "inliers", "inlier_ratio", "failure", "heatmap",
-                                       "suspicious_box", "region", "difference"}
+    assert set(image["alignment"]) == {"aligned", "reference_id", "inliers", "inlier_ratio", "method", "correlation",
+                                       "failure", "heatmap", "suspicious_box", "region", "difference"}
     nearest = image["nearest_references"]
     assert nearest and all(n["brand"] == "acme" for n in nearest)
     assert [n["similarity"] for n in nearest] == sorted((n["similarity"] for n in nearest), reverse=True)
