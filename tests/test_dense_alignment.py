@@ -84,5 +84,4 @@ def test_ecc_refinement_pulls_a_misplaced_fit_onto_a_detailed_product():
     refined = ecc_refine(view, reference, start, RECIPE.refine)
     assert refined is not None
     assert _corner_error(refined, truth) < 3.0 < _corner_error(start, truth) / 4
-    side, keep = RECIPE.correlation_side, RECIPE.correlation_keep
-    assert correlation(view, reference, refined, side=side, keep=keep) > correlation(view, reference, start, side=side, keep=keep)
+    assert correlation(view, reference, refined, RECIPE) > correlation(view, reference, start, RECIPE)

@@ -42,7 +42,7 @@ def dense_align(photo: View, candidates: dict[int, ReferenceFeatures], recipe: A
     best. The better-correlating fit, or None when nothing fits."""
     ids = list(candidates)
     first = _placed(photo, {ids[0]: candidates[ids[0]]}, recipe)
-    if first is not None and first[1].correlation >= recipe.min_correlation or len(ids) == 1:
+    if len(ids) == 1 or (first is not None and first[1].correlation >= recipe.min_correlation):
         return first
     fits = [fit for fit in (first, _placed(photo, {rid: candidates[rid] for rid in ids[1:]}, recipe)) if fit is not None]
     return max(fits, key=lambda fit: fit[1].correlation, default=None)
@@ -60,8 +60,7 @@ def _placed(photo: View, candidates: dict[int, ReferenceFeatures], recipe: Align
         homography = None if homography is None else ecc_refine(photo, reference, homography, stage)
     if homography is None:
         return None
-    return rid, DenseFit(homography, correlation(photo, reference, homography, side=recipe.correlation_side,
-                                                 keep=recipe.correlation_keep))
+    return rid, DenseFit(homography, correlation(photo, reference, homography, recipe))
 
 
 def ecc_refine(photo: View, reference: ReferenceFeatures, homography: np.ndarray, stage: EccStage) -> np.ndarray | None:
@@ -89,12 +88,13 @@ def ecc_refine(photo: View, reference: ReferenceFeatures, homography: np.ndarray
     return refined if plausible(refined) else None
 
 
-def correlation(photo: View, reference: ReferenceFeatures, homography: np.ndarray, *, side: int, keep: float) -> float:
+def correlation(photo: View, reference: ReferenceFeatures, homography: np.ndarray, recipe: AlignmentRecipe) -> float:
     """How well a fit shows the reference's product: the warped photo's colours against the
-    reference's, zero-mean, over the reference's product region seen in the photo, on the ``keep``
-    share of pixels that a per-channel gain explains best (so one tampered region does not make a
-    view of the same product look like another product)."""
-    scale = min(1.0, side / max(reference.view.shape))
+    reference's, zero-mean, over the reference's product region seen in the photo (at
+    ``recipe.correlation_side``), on the ``recipe.correlation_keep`` share of pixels that a
+    per-channel gain explains best (so one tampered region does not make a view of the same product
+    look like another product)."""
+    scale = min(1.0, recipe.correlation_side / max(reference.view.shape))
     s = np.diag([scale, scale, 1.0])
     template = _resized(reference.view.bgr, scale).astype(np.float32)
     to_reference = s @ homography @ np.linalg.inv(s)
@@ -107,7 +107,7 @@ def correlation(photo: View, reference: ReferenceFeatures, homography: np.ndarra
     a, b = template[region] - template[region].mean(0), warped[region] - warped[region].mean(0)
     gain = (a * b).sum(0) / ((a * a).sum(0) + 1e-9)
     residual = np.abs(b - gain * a).sum(1)
-    kept = residual <= np.quantile(residual, keep)
+    kept = residual <= np.quantile(residual, recipe.correlation_keep)
     a, b = a[kept] - a[kept].mean(0), b[kept] - b[kept].mean(0)
     return float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
 

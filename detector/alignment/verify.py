@@ -61,7 +61,7 @@ def verify(photo: View, candidates: dict[int, ReferenceFeatures], recipe: Alignm
                             key=lambda item: -item[1].inliers)[: recipe.compared]
         # The photo is judged against the reference it resembles most (a brand's colourways share one
         # geometry, so inliers alone cannot tell which one was photographed); only that fit is refined.
-        rid, alignment = max(contenders, key=lambda item: _correlation(photo, candidates[item[0]], item[1].homography, recipe))
+        rid, alignment = max(contenders, key=lambda item: correlation(photo, candidates[item[0]], item[1].homography, recipe))
         fit, method = _refined(photo, candidates[rid], alignment.homography, recipe), "keypoints"
     else:
         # Too few keypoints agree (a plain or blurred product): the candidates are searched for densely,
@@ -86,11 +86,7 @@ def _refined(photo: View, reference: ReferenceFeatures, homography: np.ndarray, 
     """A keypoint homography refined densely; as it was where ECC does not converge."""
     refined = ecc_refine(photo, reference, homography, recipe.refine)
     homography = homography if refined is None else refined
-    return DenseFit(homography, _correlation(photo, reference, homography, recipe))
-
-
-def _correlation(photo: View, reference: ReferenceFeatures, homography: np.ndarray, recipe: AlignmentRecipe) -> float:
-    return correlation(photo, reference, homography, side=recipe.correlation_side, keep=recipe.correlation_keep)
+    return DenseFit(homography, correlation(photo, reference, homography, recipe))
 
 
 def _explained(verification: Verification, homography: np.ndarray, reference: ReferenceFeatures, photo: View,
