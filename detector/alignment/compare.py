@@ -96,7 +96,7 @@ def _normalise(photo: np.ndarray, ref: np.ndarray, region: np.ndarray) -> np.nda
     each channel's median ratio as its gain."""
     h, w = region.shape
     ys, xs = np.nonzero(region)
-    step = max(1, len(ys) // 20000)  # a sample is enough for a few parameters
+    step = max(1, len(ys) // 5000)  # a sample is enough for a few parameters
     ys, xs = ys[::step], xs[::step]
     ratio = np.log(ref[ys, xs].mean(1) + _EPS) - np.log(photo[ys, xs].mean(1) + _EPS)
     design = np.stack([np.ones(len(ys)), xs / w - 0.5, ys / h - 0.5], axis=1)
@@ -105,11 +105,15 @@ def _normalise(photo: np.ndarray, ref: np.ndarray, region: np.ndarray) -> np.nda
         coef, *_ = np.linalg.lstsq(design[keep], ratio[keep], rcond=None)
         residual = np.abs(design @ coef - ratio)
         keep = residual <= np.quantile(residual, _TRIM)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    shading = np.exp(coef[0] + coef[1] * (xx / w - 0.5) + coef[2] * (yy / h - 0.5)).astype(np.float32)
-    shaded = photo * shading[..., None]
-    gains = np.median((ref[ys, xs] + _EPS) / (shaded[ys, xs] + _EPS), axis=0)
-    return np.clip(shaded * np.clip(gains, *_GAIN_RANGE).astype(np.float32), 0, 1)
+    # exp(a + b*x + c*y) is separable: a row profile times a column profile, not a full-size exponential
+    column = np.exp(coef[0] + coef[2] * (np.arange(h) / h - 0.5)).astype(np.float32)
+    row = np.exp(coef[1] * (np.arange(w) / w - 0.5)).astype(np.float32)
+    shading = np.outer(column, row)
+    gains = np.median((ref[ys, xs] + _EPS) / (photo[ys, xs] * shading[ys, xs, None] + _EPS), axis=0)
+    gains = np.clip(gains, *_GAIN_RANGE)
+    light = cv2.merge([shading * np.float32(gain) for gain in gains])
+    normalised = cv2.multiply(photo, light)
+    return np.minimum(normalised, 1.0, out=normalised)
 
 
 def _photo_blur(photo: np.ndarray, ref: np.ndarray, region: np.ndarray, steps: tuple[float, ...]) -> float:
@@ -143,12 +147,15 @@ def _shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 def _tolerant_delta_e(lab_p: np.ndarray, lab_r: np.ndarray, px: int) -> np.ndarray:
     """Per pixel, the smallest dE between the photo and the reference shifted by up to ``px``."""
+    h, w = lab_p.shape[:2]
+    padded = cv2.copyMakeBorder(lab_r, px, px, px, px, cv2.BORDER_REFLECT)
+    channel_sum = np.ones((1, 3), np.float32)
     best = None
     for dy, dx in _shifts(px):
-        difference = lab_p - _shifted(lab_r, dy, dx)
-        squared = np.einsum("ijk,ijk->ij", difference, difference)
-        best = squared if best is None else np.minimum(best, squared, out=best)
-    return np.sqrt(best)
+        difference = cv2.subtract(lab_p, padded[px - dy:px - dy + h, px - dx:px - dx + w])
+        squared = cv2.transform(cv2.multiply(difference, difference), channel_sum)
+        best = squared if best is None else cv2.min(best, squared)
+    return cv2.sqrt(best)
 
 
 def _block_edges(box, grid: int) -> tuple[np.ndarray, np.ndarray]:

@@ -79,7 +79,7 @@ def ecc_refine(photo: View, reference: ReferenceFeatures, homography: np.ndarray
         _, warp = cv2.findTransformECCWithMask(
             template, target, template_mask, np.full(target.shape[:2], 255, np.uint8),
             warp if motion == cv2.MOTION_HOMOGRAPHY else warp[:2], motion,
-            (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, stage.iterations, 1e-4), 3)
+            (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, stage.iterations, stage.min_gain), 3)
     except cv2.error:  # did not converge: the images do not correlate from this start
         return None
     warp = np.vstack([warp, [0, 0, 1]]) if warp.shape[0] == 2 else warp
