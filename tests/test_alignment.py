@@ -5,13 +5,14 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.alignment.align import ratio_matches
+from detector.alignment.align import align, ratio_matches
+from detector.alignment.dense import correlation
 from detector.alignment.features import ReferenceFeatures, photo_view, reference_features
 from detector.alignment.heatmap import render_heatmap
 from detector.alignment.recipe import DEFAULT_RECIPE, AlignmentRecipe
 from detector.alignment.verify import verify
 from detector.errors import FeatureFormatError
-from tests.alignment_scenes import EMBLEM, listing_photo, other_product, studio_product
+from tests.alignment_scenes import EMBLEM, blurred, listing_photo, other_product, studio_product
 from tests.synthetic import encode
 
 RECIPE = DEFAULT_RECIPE
@@ -74,6 +75,16 @@ def test_ratio_matches_are_opencvs_brute_force_matches(reference):
     expected = [(p[0].queryIdx, p[0].trainIdx) for p in pairs if p[0].distance < RECIPE.ratio * p[1].distance]
     assert len(expected) > 50
     assert list(zip(query.tolist(), train.tolist())) == expected
+
+
+def test_dense_refinement_never_leaves_a_keypoint_fit_worse(reference):
+    # On this tampered photo ECC moves the keypoint fit to one that correlates less (0.60 -> 0.53).
+    photo = photo_view(blurred(listing_photo(studio_product(tampered=True), 3)[0], 2.0), RECIPE)
+    keypoint_fit = align(photo, reference.view, RECIPE)
+    assert keypoint_fit.inliers >= RECIPE.min_inliers
+    result = verify(photo, {17: reference}, RECIPE)
+    assert result.aligned and result.method == "keypoints"
+    assert result.correlation >= correlation(photo, reference, keypoint_fit.homography, RECIPE)
 
 
 def test_no_candidate_features_is_a_failure_not_an_error():
