@@ -34,10 +34,14 @@ class AlignmentRecipe:
     # ECC refines a homography densely (every product pixel, not a few keypoints). In colour: on the tests'
     # plain product blurred by 3 px (seeds 1-3), grey ended 5-34 px from the exact fit, colour 6-15 px. At 160 px
     # it is as close as at 192 px (0.63 against 0.64 px median on the detailed product) in 40% of the time.
+    # Stopping once an iteration gains under 0.01: grocery-store's keypoint fits took 12 ms each against 36, ending
+    # at a mean correlation of 0.60 against 0.58 (the detailed product: 0.73 against 0.65 px from the exact fit).
     refine: EccStage = EccStage(side=160, motion="homography", colour=True, iterations=20, min_gain=0.01)
     # Dense alignment (no keypoints) where keypoints do not align: the closest reference first, the others if it fails.
     dense_coarse_side: int = 48  # the coarse search runs at this longer side of the reference
     dense_max_turn: float = 30.0  # degrees either way
+    # 5 turns x 5 zooms: on the synthetic benchmark as many photos aligned as with 7 x 6 (within two of 36 per
+    # kind), and the search took 13 ms a candidate against 17.
     dense_turn_step: float = 15.0
     dense_zoom_range: tuple[float, float] = (0.45, 1.6)  # the product's size in the photo against the reference
     dense_zooms: int = 5
