@@ -32,7 +32,7 @@ class AlignmentRecipe:
     ransac_px: float = 4.0  # MAGSAC inlier threshold, in working-resolution pixels
     min_inliers: int = 8  # fewer geometric inliers: the photo is not aligned (another product scores 0-2)
     # ECC refines a homography densely (every product pixel, not a few keypoints). In colour: on the tests'
-    # plain product blurred by 3 px (seeds 1-3), grey ended 5-34 px from the exact fit, colour 6-15 px. At 160 px
+    # plain product blurred by 3 px (seeds 1-3), grey ended 4-34 px from the exact fit, colour 6-17 px. At 160 px
     # it is as close as at 192 px (0.63 against 0.64 px median on the detailed product) in 40% of the time.
     # Stopping once an iteration gains under 0.01: grocery-store's keypoint fits took 12 ms each against 36, ending
     # at a mean correlation of 0.60 against 0.58 (the detailed product: 0.73 against 0.65 px from the exact fit).
