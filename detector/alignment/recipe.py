@@ -27,7 +27,10 @@ class AlignmentRecipe:
     contrast_threshold: float = 0.01  # SIFT's; low, because products are often plain and their detail faint
     features_version: int = 1
     # Matching and geometry.
-    candidates: int = 3  # the claimed brand's closest references by embedding that are tried
+    # The claimed brand's closest references by embedding that are tried. Five, not three: the photo's own
+    # colourway is more often among them (on the synthetic benchmark, genuine photos aligned 85% against 80%,
+    # subtle counterfeit kinds 75-86% against 64-78%).
+    candidates: int = 5
     ratio: float = 0.8  # Lowe's ratio test
     ransac_px: float = 4.0  # MAGSAC inlier threshold, in working-resolution pixels
     min_inliers: int = 8  # fewer geometric inliers: the photo is not aligned (another product scores 0-2)
