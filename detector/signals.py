@@ -35,6 +35,7 @@ SIGNALS: dict[str, Signal] = {s.name: s for s in (
     Signal("align_inlier_ratio", "share of ratio-test matches that are geometric inliers", -1),
     Signal("align_correlation", "colour correlation of the aligned photo with the reference inside its product region", -1),
     Signal("aligned_colour_diff", "median block colour difference (Lab dE) after lighting normalisation", +1),
+    Signal("aligned_diff_area", "share of the product's pixels whose colour differs clearly (Lab dE) from the reference's", +1),
     Signal("aligned_structure_diff", "mean block structure difference (1 - NCC of lightness)", +1),
     Signal("aligned_block_peak", "the most different block's score above the photo's median block", +1),
     Signal("placement_shift", "how far the label sits from where the product's geometry puts it (share of the diagonal)", +1),
@@ -45,8 +46,8 @@ SIGNALS: dict[str, Signal] = {s.name: s for s in (
 OTHER_BRAND_SIGNALS = frozenset({"other_brand_similarity", "brand_margin"})
 # Signals of aligned verification: only a calibration's aligned fusion may use them (a photo that is
 # not aligned, or a check without alignment, is scored by the embedding fusion alone).
-ALIGNMENT_SIGNALS = frozenset({"align_inliers", "align_inlier_ratio", "align_correlation", "aligned_colour_diff", "aligned_structure_diff",
-                               "aligned_block_peak", "placement_shift", "label_mismatch", "detail_loss"})
+ALIGNMENT_SIGNALS = frozenset({"align_inliers", "align_inlier_ratio", "align_correlation", "aligned_colour_diff", "aligned_diff_area",
+                               "aligned_structure_diff", "aligned_block_peak", "placement_shift", "label_mismatch", "detail_loss"})
 
 
 def signal(name: str) -> Signal:

@@ -11,12 +11,15 @@ SIZE = 480
 EMBLEM = (70, 80, 190, 200)  # x0, y0, x1, y1 of the emblem on the studio shot
 
 
-def studio_product(seed: int = 0, *, tampered: bool = False) -> Image.Image:
+COLOURWAYS = ((40, 70, 150), (40, 90, 110))  # the detailed product's body colours: blue, teal
+
+
+def studio_product(seed: int = 0, *, tampered: bool = False, colourway: int = 0) -> Image.Image:
     """The product on a plain light background; ``tampered`` redraws its emblem."""
     rng = np.random.default_rng(seed)
     image = Image.new("RGB", (SIZE, SIZE), (246, 246, 246))
     draw = ImageDraw.Draw(image)
-    draw.rectangle((50, 60, 430, 420), fill=(40, 70, 150))
+    draw.rectangle((50, 60, 430, 420), fill=COLOURWAYS[colourway])
     for _ in range(60):  # a printed pattern: detail for keypoints
         x, y = rng.integers(220, 410), rng.integers(80, 400)
         r = int(rng.integers(3, 9))
@@ -73,12 +76,15 @@ def other_product(seed: int = 0) -> Image.Image:
 PRODUCT_CORNERS = ((50, 110), (430, 110), (430, 390), (50, 390))  # the plain product's bounding box
 
 
-def plain_product(*, tampered: bool = False) -> Image.Image:
+PLAIN_COLOURWAYS = ((190, 80, 120), (200, 110, 110))  # the plain product's body colours: pink, salmon
+
+
+def plain_product(*, tampered: bool = False, colourway: int = 0) -> Image.Image:
     """A plain product (flat colours, no pattern or text: few repeatable keypoints) on a studio
     background; ``tampered`` recolours its emblem."""
     image = Image.new("RGB", (SIZE, SIZE), (244, 244, 244))
     draw = ImageDraw.Draw(image)
-    draw.polygon([(60, 330), (110, 150), (250, 110), (420, 250), (420, 330)], fill=(190, 80, 120))
+    draw.polygon([(60, 330), (110, 150), (250, 110), (420, 250), (420, 330)], fill=PLAIN_COLOURWAYS[colourway])
     x0, y0, x1, y1 = PRODUCT_CORNERS[0] + PRODUCT_CORNERS[2]
     draw.rectangle((x0, 330, x1, y1), fill=(70, 70, 80))
     x0, y0, x1, y1 = EMBLEM

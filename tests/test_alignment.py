@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from detector.alignment.align import align, ratio_matches
-from detector.alignment.dense import correlation
+from detector.alignment.dense import colour_distance, correlation
 from detector.alignment.features import ReferenceFeatures, photo_view, reference_features
 from detector.alignment.heatmap import render_heatmap
 from detector.alignment.recipe import DEFAULT_RECIPE, AlignmentRecipe
@@ -44,9 +44,13 @@ def test_a_tampered_emblem_stands_out_is_boxed_where_it_is_and_named(reference):
     tampered = _verify(photo, reference)
     assert tampered.aligned
     assert tampered.signals["aligned_block_peak"] > 4 * genuine.signals["aligned_block_peak"]
+    # the share of the product whose colour differs is about the emblem's share of it
+    x0, y0, x1, y1 = EMBLEM
+    emblem_share = (x1 - x0) * (y1 - y0) / (380 * 360)  # the product is 380 x 360 pixels
+    assert genuine.signals["aligned_diff_area"] < emblem_share / 4
+    assert emblem_share / 2 < tampered.signals["aligned_diff_area"] < 2 * emblem_share
     assert max(map(max, tampered.heatmap)) == 1.0
     # the box, in the photo's pixels, overlaps where the emblem was photographed
-    x0, y0, x1, y1 = EMBLEM
     emblem = cv2.perspectiveTransform(np.float32([[[x0, y0]], [[x1, y0]], [[x1, y1]], [[x0, y1]]]), homography).reshape(-1, 2)
     bx0, by0, bx1, by1 = tampered.box
     ex0, ey0 = emblem.min(0)
@@ -85,6 +89,14 @@ def test_dense_refinement_never_leaves_a_keypoint_fit_worse(reference):
     result = verify(photo, {17: reference}, RECIPE)
     assert result.aligned and result.method == "keypoints"
     assert result.correlation >= correlation(photo, reference, keypoint_fit.homography, RECIPE)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_colour_distance_tells_a_colourway_from_the_one_photographed(reference, seed):
+    other = reference_features(photo_view(studio_product(colourway=1), RECIPE), RECIPE)
+    photo = photo_view(listing_photo(studio_product(), seed)[0], RECIPE)
+    fit = align(photo, reference.view, RECIPE).homography  # one geometry: the fit serves both
+    assert colour_distance(photo, other, fit, RECIPE) > 1.5 * colour_distance(photo, reference, fit, RECIPE)
 
 
 def test_no_candidate_features_is_a_failure_not_an_error():

@@ -57,6 +57,19 @@ def test_the_dense_search_picks_the_candidate_whose_product_is_photographed(refe
     assert verify(view, {9: other, 4: reference}, RECIPE).reference_id == 4
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_photo_is_compared_with_its_own_colourway_not_the_closest_candidate(reference, seed):
+    own = reference_features(photo_view(plain_product(colourway=1), RECIPE), RECIPE)
+    view = photo_view(blurred(listing_photo(plain_product(colourway=1), seed)[0], BLUR), RECIPE)
+    # the closest candidate's colourway correlates well enough to be taken for the photographed one ...
+    assert dense_align(view, {4: reference, 5: own}, RECIPE)[0] == 4
+    # ... but its colours are further from the photo's, so the photo is compared with its own
+    result = verify(view, {4: reference, 5: own}, RECIPE)
+    assert result.aligned and result.reference_id == 5 and result.correlation >= RECIPE.min_correlation
+    mistaken = verify(view, {4: reference}, RECIPE)
+    assert result.signals["aligned_colour_diff"] < mistaken.signals["aligned_colour_diff"] / 2
+
+
 def test_a_recoloured_emblem_stays_aligned_and_stands_out(reference):
     genuine = verify(_photo(2)[0], {4: reference}, RECIPE)
     tampered_view, truth = _photo(2, tampered=True)

@@ -3,8 +3,9 @@
 The photo is warped onto the reference and its lighting normalised: a shading that may vary
 smoothly across the product (a plane in log-lightness, fitted robustly), then one gain per
 channel (white balance). Differences tolerate a residual misalignment of a few pixels: each is
-the smallest over small shifts. Per block: colour difference (Lab dE) and structure difference
-(1 - NCC of lightness); a block's score is their sum in recipe units, and a defect is a block that
+the smallest over small shifts. The share of product pixels whose colour differs clearly measures
+a difference of any size, wherever it lies. Per block: colour difference (Lab dE) and structure
+difference (1 - NCC of lightness); a block's score is their sum in recipe units, and a defect is a block that
 stands out against the photo's own median block. The label (the reference's keypoint-densest
 window) is re-aligned on its own: a logo placed elsewhere than the product's geometry predicts
 shows as a shift. Fine detail (print, material) is compared as high-frequency energy per block.
@@ -24,7 +25,7 @@ from detector.alignment.recipe import AlignmentRecipe
 _MIN_BLOCK_COVER = 0.5  # a block counts when at least this share of its pixels are compared product pixels
 _FLAT = 2.0  # lightness std below which a block has no structure to compare
 _TRIM = 0.8  # the shading fit keeps this share of best-fitting pixels
-_GAIN_RANGE = (0.6, 1.6)  # white-balance gains beyond these are a different colour, not a different light
+WHITE_BALANCE_GAINS = (0.6, 1.6)  # gains beyond these are a different colour, not a different light
 _SEARCH = 0.25  # the label is searched within this share of its size around where the geometry puts it
 _RIM = 0.04  # share of the product's diagonal left out along its outline (misregistration, the reference's shadow)
 _EPS = 0.02
@@ -69,7 +70,8 @@ def compare(photo: View, reference: ReferenceFeatures, homography: np.ndarray, r
     lab_r = cv2.cvtColor(cv2.GaussianBlur(ref, (0, 0), float(np.hypot(recipe.blur_sigma, extra))), cv2.COLOR_BGR2LAB)
     local_box = (box[0] - cx0, box[1] - cy0, box[2] - cx0, box[3] - cy0)
     edges = _block_edges(local_box, recipe.grid)
-    colour = _block_means(_tolerant_delta_e(lab_p, lab_r, recipe.shift_px), region, edges)
+    delta_e = _tolerant_delta_e(lab_p, lab_r, recipe.shift_px)
+    colour = _block_means(delta_e, region, edges)
     structure = _block_structure(lab_p[..., 0], lab_r[..., 0], region, edges, recipe.shift_px)
     detail = _block_detail(photo_lin, ref, region, edges)
     blocks = colour / recipe.colour_unit + np.nan_to_num(structure) / recipe.structure_unit
@@ -81,6 +83,7 @@ def compare(photo: View, reference: ReferenceFeatures, homography: np.ndarray, r
     shift, label_ncc = _label_shift(lab_p[..., 0], lab_r[..., 0], (lx0 - cx0, ly0 - cy0, lx1 - cx0, ly1 - cy0), local_box)
     signals = {
         "aligned_colour_diff": float(np.nanmedian(colour)),
+        "aligned_diff_area": float((delta_e[region] > recipe.differing_delta_e).mean()),
         "aligned_structure_diff": float(np.nanmean(structure)) if not np.isnan(structure).all() else 0.0,
         "aligned_block_peak": float(valid.max() - np.median(valid)),
         "placement_shift": shift,
@@ -110,7 +113,7 @@ def _normalise(photo: np.ndarray, ref: np.ndarray, region: np.ndarray) -> np.nda
     row = np.exp(coef[1] * (np.arange(w) / w - 0.5)).astype(np.float32)
     shading = np.outer(column, row)
     gains = np.median((ref[ys, xs] + _EPS) / (photo[ys, xs] * shading[ys, xs, None] + _EPS), axis=0)
-    gains = np.clip(gains, *_GAIN_RANGE)
+    gains = np.clip(gains, *WHITE_BALANCE_GAINS)
     light = cv2.merge([shading * np.float32(gain) for gain in gains])
     normalised = cv2.multiply(photo, light)
     return np.minimum(normalised, 1.0, out=normalised)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from detector.alignment.compare import WHITE_BALANCE_GAINS
 from detector.alignment.features import ReferenceFeatures, View
 from detector.alignment.mask import bounding_box
 from detector.alignment.recipe import AlignmentRecipe, EccStage
@@ -22,6 +23,7 @@ from detector.alignment.recipe import AlignmentRecipe, EccStage
 _AREA_RANGE = (1 / 25, 25.0)
 _MAX_PERSPECTIVE = 2e-3
 _MIN_TEMPLATE_PIXELS = 20  # a coarse template with fewer product pixels than this places nothing
+_EPS = 0.02  # keeps a ratio of dark pixels finite
 _MOTIONS = {"affine": cv2.MOTION_AFFINE, "homography": cv2.MOTION_HOMOGRAPHY}
 
 
@@ -94,6 +96,36 @@ def correlation(photo: View, reference: ReferenceFeatures, homography: np.ndarra
     ``recipe.correlation_side``), on the ``recipe.correlation_keep`` share of pixels that a
     per-channel gain explains best (so one tampered region does not make a view of the same product
     look like another product)."""
+    sampled = _sampled(photo, reference, homography, recipe)
+    if sampled is None:
+        return -1.0
+    template, warped = sampled
+    a, b = template - template.mean(0), warped - warped.mean(0)
+    gain = (a * b).sum(0) / ((a * a).sum(0) + 1e-9)
+    residual = np.abs(b - gain * a).sum(1)
+    kept = residual <= np.quantile(residual, recipe.correlation_keep)
+    a, b = a[kept] - a[kept].mean(0), b[kept] - b[kept].mean(0)
+    return float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+
+def colour_distance(photo: View, reference: ReferenceFeatures, homography: np.ndarray, recipe: AlignmentRecipe) -> float:
+    """How far a fit's colours are from the reference's: the median Lab dE inside its product region
+    (at ``recipe.correlation_side``) after one white-balance gain per channel. Correlation cannot tell
+    a brand's colourways apart (it forgives any per-channel gain and offset); this can."""
+    sampled = _sampled(photo, reference, homography, recipe)
+    if sampled is None:
+        return float("inf")
+    template, warped = (np.float32(pixels / 255).reshape(-1, 1, 3) for pixels in sampled)
+    gains = np.clip(np.median((template + _EPS) / (warped + _EPS), axis=0), *WHITE_BALANCE_GAINS).astype(np.float32)
+    lab_photo = cv2.cvtColor(np.minimum(warped * gains, 1.0), cv2.COLOR_BGR2LAB)
+    lab_reference = cv2.cvtColor(template, cv2.COLOR_BGR2LAB)
+    return float(np.median(np.linalg.norm(lab_photo - lab_reference, axis=2)))
+
+
+def _sampled(photo: View, reference: ReferenceFeatures, homography: np.ndarray,
+             recipe: AlignmentRecipe) -> tuple[np.ndarray, np.ndarray] | None:
+    """The reference's and the warped photo's BGR pixels (n, 3) inside the reference's product region
+    seen in the photo, at ``recipe.correlation_side``; None when too few are seen."""
     scale = min(1.0, recipe.correlation_side / max(reference.view.shape))
     s = np.diag([scale, scale, 1.0])
     template = _resized(reference.view.bgr, scale).astype(np.float32)
@@ -103,13 +135,8 @@ def correlation(photo: View, reference: ReferenceFeatures, homography: np.ndarra
     seen = cv2.warpPerspective(np.ones(photo.shape, np.uint8), to_reference, size, flags=cv2.INTER_NEAREST) > 0
     region = (_resized(reference.mask.astype(np.uint8), scale) > 0) & seen
     if region.sum() < _MIN_TEMPLATE_PIXELS:
-        return -1.0
-    a, b = template[region] - template[region].mean(0), warped[region] - warped[region].mean(0)
-    gain = (a * b).sum(0) / ((a * a).sum(0) + 1e-9)
-    residual = np.abs(b - gain * a).sum(1)
-    kept = residual <= np.quantile(residual, recipe.correlation_keep)
-    a, b = a[kept] - a[kept].mean(0), b[kept] - b[kept].mean(0)
-    return float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+        return None
+    return template[region], warped[region]
 
 
 def _coarse_placement(photo: View, reference: ReferenceFeatures, recipe: AlignmentRecipe) -> tuple[float, np.ndarray] | None:

@@ -15,7 +15,8 @@ import numpy as np
 
 from detector.alignment.align import align
 from detector.alignment.compare import Comparison, compare
-from detector.alignment.dense import DenseFit, correlation, dense_align, ecc_refine
+from detector.alignment.align import Alignment
+from detector.alignment.dense import DenseFit, colour_distance, correlation, dense_align, ecc_refine
 from detector.alignment.features import ReferenceFeatures, View
 from detector.alignment.recipe import AlignmentRecipe
 
@@ -74,6 +75,7 @@ def verify(photo: View, candidates: dict[int, ReferenceFeatures], recipe: Alignm
                                 f"{best.inliers} geometric inliers with the best reference ({recipe.min_inliers} needed) "
                                 f"and {dense} (at least {recipe.min_correlation} needed)")
         method = "dense"
+    rid, fit = _own_colourway(photo, candidates, tried, rid, fit, recipe)
     comparison = compare(photo, candidates[rid], fit.homography, recipe)
     if comparison is None:
         return Verification(best_id, best.inliers, best.inlier_ratio, None,
@@ -91,6 +93,33 @@ def _refined(photo: View, reference: ReferenceFeatures, start: DenseFit, recipe:
         return start
     fit = DenseFit(refined, correlation(photo, reference, refined, recipe))
     return fit if fit.correlation >= start.correlation else start
+
+
+def _own_colourway(photo: View, candidates: dict[int, ReferenceFeatures], tried: dict[int, Alignment], rid: int,
+                   fit: DenseFit, recipe: AlignmentRecipe) -> tuple[int, DenseFit]:
+    """The fit moved to the candidate whose colours the photo shows, where another is clearly closer
+    in colour than ``rid`` (under its own keypoint fit, or else under ``fit``: a brand's references
+    show one product in nearly one frame) and stays aligned once refined there. Keypoints and
+    correlation cannot tell a brand's colourways apart: on the synthetic benchmark 18% of aligned
+    genuine photos were compared with another colourway than their own."""
+    distance = colour_distance(photo, candidates[rid], fit.homography, recipe)
+    closer = []
+    for other, features in candidates.items():
+        alignment = tried[other]
+        start = alignment.homography if other != rid and alignment.homography is not None \
+            and alignment.inliers >= recipe.min_inliers else fit.homography
+        if other != rid and (d := colour_distance(photo, features, start, recipe)) < recipe.colourway_margin * distance:
+            closer.append((d, other, start))
+    if not closer:
+        return rid, fit
+    _, other, start = min(closer, key=lambda item: item[0])
+    refined = ecc_refine(photo, candidates[other], start, recipe.refine)
+    if refined is None:
+        return rid, fit
+    moved = DenseFit(refined, correlation(photo, candidates[other], refined, recipe))
+    if moved.correlation < recipe.min_correlation or colour_distance(photo, candidates[other], refined, recipe) >= distance:
+        return rid, fit
+    return other, moved
 
 
 def _explained(verification: Verification, homography: np.ndarray, reference: ReferenceFeatures, photo: View,
