@@ -23,14 +23,10 @@ from detector.signals import ALIGNMENT_SIGNALS, SIGNALS, signal
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iterations: int = 100,
-                 signs: np.ndarray | None = None, offset: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """Class-balanced L2 logistic regression by Newton's method; ``signs`` (+1/-1/0) constrain weights;
-    ``offset``: a fixed part of each row's logit (evidence the fit adds to, not refits)."""
+                 signs: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Class-balanced L2 logistic regression by Newton's method; ``signs`` (+1/-1/0) constrain weights."""
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
-    offset = np.zeros(len(y)) if offset is None else np.asarray(offset, np.float64)
-    shift = float(offset.mean())  # the bias absorbs the offset's mean, so Newton starts near the answer
-    offset = offset - shift
     if len(np.unique(y)) < 2:
         raise ValueError("calibration needs both genuine and counterfeit examples")
     mean, std = x.mean(0), x.std(0) + 1e-9
@@ -41,7 +37,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iterations: 
         w, b = np.zeros(active.sum()), 0.0
         za = z[:, active]
         for _ in range(iterations):
-            p = 1 / (1 + np.exp(-np.clip(za @ w + b + offset, -30, 30)))
+            p = 1 / (1 + np.exp(-np.clip(za @ w + b, -30, 30)))
             g = sample_weight * (p - y)
             grad = np.r_[za.T @ g / len(y) + l2 * w, g.mean()]
             h = sample_weight * p * (1 - p)
@@ -60,23 +56,35 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iterations: 
             break
         active &= ~wrong  # drop features that fit against their physical meaning, refit
     weights = full / std
-    bias = b - float(np.sum(full * mean / std)) - shift
+    bias = b - float(np.sum(full * mean / std))
     return weights, float(bias)
 
 
-def fit_fusion(rows: list[dict[str, Any]], features: list[str], *, on_top_of: Fusion | None = None) -> Fusion:
-    """A class-balanced, sign-constrained logistic fusion of ``features`` on ``rows``.
-
-    ``on_top_of``: that fusion's weights are kept and ``features`` add to its evidence (with a new
-    bias), so what it knows is not refitted away on rows where it has little to tell."""
+def fit_fusion(rows: list[dict[str, Any]], features: list[str]) -> Fusion:
+    """A class-balanced, sign-constrained logistic fusion of ``features`` on ``rows``."""
     x = np.array([[float(r[f]) for f in features] for r in rows])
     y = np.array([int(r["label"]) for r in rows])
-    offset = None if on_top_of is None else np.array([on_top_of.logit(r) - on_top_of.bias for r in rows])
-    weights, bias = fit_logistic(x, y, signs=np.array([signal(f).sign for f in features]), offset=offset)
-    fitted = tuple(round(float(w), 6) for w in weights)
-    if on_top_of is None:
-        return Fusion(tuple(features), fitted, round(bias, 6))
-    return Fusion((*on_top_of.features, *features), (*on_top_of.weights, *fitted), round(bias, 6))
+    weights, bias = fit_logistic(x, y, signs=np.array([signal(f).sign for f in features]))
+    return Fusion(tuple(features), tuple(round(float(w), 6) for w in weights), round(bias, 6))
+
+
+def fit_aligned_fusions(rows: list[dict[str, Any]], features: list[str], aligned_features: list[str]) -> tuple[Fusion, Fusion]:
+    """One class-balanced, sign-constrained logistic fit over every row, as a check with alignment scores
+    them: ``aligned_features`` count where the photo aligned (0 where it did not), and a photo that did not
+    align gets a bias of its own, which may only raise its score. So a failure to align is evidence too, and
+    the two fusions' scores are on one scale. Returns (the fusion of photos that did not align: ``features``
+    and that bias; the fusion of photos that aligned: ``features`` + ``aligned_features``)."""
+    aligned = np.array([bool(r.get("aligned")) for r in rows])
+    x = np.array([[float(r[f]) for f in features]
+                  + [float(r[f]) if ok else 0.0 for f in aligned_features] + [0.0 if ok else 1.0]
+                  for r, ok in zip(rows, aligned)])
+    y = np.array([int(r["label"]) for r in rows])
+    signs = np.array([signal(f).sign for f in [*features, *aligned_features]] + [1])
+    weights, bias = fit_logistic(x, y, signs=signs)
+    fitted = tuple(round(float(w), 6) for w in weights[:-1])
+    unaligned_bias = round(bias + float(weights[-1]), 6)
+    return (Fusion(tuple(features), fitted[: len(features)], unaligned_bias),
+            Fusion((*features, *aligned_features), fitted, round(bias, 6)))
 
 
 def validate_features(features: list[str], aligned_features: list[str] | None, *, produced: frozenset[str]) -> None:
@@ -105,16 +113,17 @@ def validate_features(features: list[str], aligned_features: list[str] | None, *
 def fit_calibration(rows: list[dict[str, Any]], features: list[str], *, aligned_features: list[str] | None = None,
                     suspicious_fpr: float = 0.05, counterfeit_fpr: float = 0.01, top_k: int = 3,
                     aggregation: str = "max", notes: str = "") -> Calibration:
-    """The embedding fusion is fitted on every row. The aligned fusion adds ``aligned_features`` to it,
-    fitted on the rows whose photo aligned (the rows it will score) with the embedding weights kept.
-    Thresholds come from both, as a check uses them."""
-    embedding = fit_fusion(rows, features)
+    """Without ``aligned_features``, the embedding fusion is fitted on every row. With them, both fusions are
+    fitted together (``fit_aligned_fusions``): the aligned one scores photos that aligned, the embedding one
+    (with the bias of a photo that did not align) the others. Thresholds come from both, as a check uses them."""
     aligned_rows = [r for r in rows if r.get("aligned")]
     aligned = None
     if aligned_features:
         if len({int(r["label"]) for r in aligned_rows}) < 2:
             raise InvalidInputError("no aligned fusion: the aligned photos are not both genuine and counterfeit")
-        aligned = fit_fusion(aligned_rows, aligned_features, on_top_of=embedding)
+        embedding, aligned = fit_aligned_fusions(rows, features, aligned_features)
+    else:
+        embedding = fit_fusion(rows, features)
     genuine = [r for r in rows if int(r["label"]) == 0]
     high_patch_anomaly = high_block_peak = None
     if "patch_anomaly" in features:

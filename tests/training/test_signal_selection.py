@@ -12,7 +12,7 @@ def _rows(n: int, seed: int, *, useful_on: bool = True, harmful: bool = False) -
     for i in range(n):
         label = i % 2
         rows.append({
-            "label": label, "aligned": True,
+            "label": label, "aligned": True, "brand": f"brand-{i % 10}",
             "brand_similarity": 0.8 - 0.05 * label + rng.normal(0, 0.1),
             "brand_margin": 0.1 - 0.02 * label + rng.normal(0, 0.1),
             "other_brand_similarity": 0.7 + rng.normal(0, 0.05),
