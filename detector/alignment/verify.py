@@ -2,7 +2,8 @@
 
 The references with the most geometric inliers are refined densely; where keypoints do not agree
 (a plain or blurred product), a dense search places the candidates' products in the photo instead.
-The fit that correlates best is compared in its reference's frame; it gives the signals, a heatmap
+The fit that correlates best moves to another candidate clearly closer in colour (the photo's own
+colourway), and is compared in its reference's frame; it gives the signals, a heatmap
 in the photo's coordinates, the most suspicious region's box and its name."""
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from detector.alignment.align import align
+from detector.alignment.align import Alignment, align
 from detector.alignment.compare import Comparison, compare
-from detector.alignment.align import Alignment
 from detector.alignment.dense import DenseFit, colour_distance, correlation, dense_align, ecc_refine
 from detector.alignment.features import ReferenceFeatures, View
 from detector.alignment.recipe import AlignmentRecipe
@@ -105,10 +105,12 @@ def _own_colourway(photo: View, candidates: dict[int, ReferenceFeatures], tried:
     distance = colour_distance(photo, candidates[rid], fit.homography, recipe)
     closer = []
     for other, features in candidates.items():
+        if other == rid:
+            continue
         alignment = tried[other]
-        start = alignment.homography if other != rid and alignment.homography is not None \
-            and alignment.inliers >= recipe.min_inliers else fit.homography
-        if other != rid and (d := colour_distance(photo, features, start, recipe)) < recipe.colourway_margin * distance:
+        own_fit = alignment.homography is not None and alignment.inliers >= recipe.min_inliers
+        start = alignment.homography if own_fit else fit.homography
+        if (d := colour_distance(photo, features, start, recipe)) < recipe.colourway_margin * distance:
             closer.append((d, other, start))
     if not closer:
         return rid, fit
