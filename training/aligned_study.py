@@ -13,8 +13,8 @@
 4. Before (shipped calibration) and after are compared on the benchmark's brands (never used for
    fitting or selection; after: the refitted calibration) and on the real set (after: each brand
    scored by the fit on the calibration set and the real half without it): ROC-AUC with a paired
-   bootstrap interval and TPR at 1% FPR, overall, per counterfeit kind and per severity. ``report.json``, ``report.md``, PNG;
-   ``examples/<kind>.png``: benchmark photos beside their reference, with their heatmaps.
+   bootstrap interval and TPR at 1% FPR, overall, per counterfeit kind and per severity.
+   ``report.json``, ``report.md``, PNG; ``examples/<kind>.png``: benchmark photos beside their reference, with their heatmaps.
 """
 
 from __future__ import annotations

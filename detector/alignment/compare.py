@@ -5,10 +5,10 @@ smoothly across the product (a plane in log-lightness, fitted robustly), then on
 channel (white balance). Differences tolerate a residual misalignment of a few pixels: each is
 the smallest over small shifts. The share of product pixels whose colour differs clearly measures
 a difference of any size, wherever it lies. Per block: colour difference (Lab dE) and structure
-difference (1 - NCC of lightness); a block's score is their sum in recipe units, and a defect is a block that
-stands out against the photo's own median block. The label (the reference's keypoint-densest
-window) is re-aligned on its own: a logo placed elsewhere than the product's geometry predicts
-shows as a shift. Fine detail (print, material) is compared as high-frequency energy per block.
+difference (1 - NCC of lightness); a block's score is their sum in recipe units, and a defect is a
+block that stands out against the photo's own median block. The label (the reference's
+keypoint-densest window) is re-aligned on its own: a logo placed elsewhere than the product's
+geometry predicts shows as a shift. Fine detail (print, material) is compared as high-frequency energy per block.
 """
 
 from __future__ import annotations
