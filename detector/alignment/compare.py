@@ -8,7 +8,8 @@ a difference of any size, wherever it lies. Per block: colour difference (Lab dE
 difference (1 - NCC of lightness); a block's score is their sum in recipe units, and a defect is a
 block that stands out against the photo's own median block. The label (the reference's
 keypoint-densest window) is re-aligned on its own: a logo placed elsewhere than the product's
-geometry predicts shows as a shift. Fine detail (print, material) is compared as high-frequency energy per block.
+geometry predicts shows as a shift. Fine detail (print, material) is compared as high-frequency
+energy per block.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from detector.alignment.recipe import AlignmentRecipe
 _MIN_BLOCK_COVER = 0.5  # a block counts when at least this share of its pixels are compared product pixels
 _FLAT = 2.0  # lightness std below which a block has no structure to compare
 _TRIM = 0.8  # the shading fit keeps this share of best-fitting pixels
-WHITE_BALANCE_GAINS = (0.6, 1.6)  # gains beyond these are a different colour, not a different light
+_WHITE_BALANCE_GAINS = (0.6, 1.6)  # gains beyond these are a different colour, not a different light
 _SEARCH = 0.25  # the label is searched within this share of its size around where the geometry puts it
 _RIM = 0.04  # share of the product's diagonal left out along its outline (misregistration, the reference's shadow)
 _EPS = 0.02
@@ -112,11 +113,16 @@ def _normalise(photo: np.ndarray, ref: np.ndarray, region: np.ndarray) -> np.nda
     column = np.exp(coef[0] + coef[2] * (np.arange(h) / h - 0.5)).astype(np.float32)
     row = np.exp(coef[1] * (np.arange(w) / w - 0.5)).astype(np.float32)
     shading = np.outer(column, row)
-    gains = np.median((ref[ys, xs] + _EPS) / (photo[ys, xs] * shading[ys, xs, None] + _EPS), axis=0)
-    gains = np.clip(gains, *WHITE_BALANCE_GAINS)
+    gains = white_balance(ref[ys, xs], photo[ys, xs] * shading[ys, xs, None])
     light = cv2.merge([shading * np.float32(gain) for gain in gains])
     normalised = cv2.multiply(photo, light)
     return np.minimum(normalised, 1.0, out=normalised)
+
+
+def white_balance(reference: np.ndarray, photo: np.ndarray) -> np.ndarray:
+    """One gain per channel that maps the photo's colours (n, 3) onto the reference's: the median ratio,
+    within the range a change of light explains."""
+    return np.clip(np.median((reference + _EPS) / (photo + _EPS), axis=0), *_WHITE_BALANCE_GAINS)
 
 
 def _photo_blur(photo: np.ndarray, ref: np.ndarray, region: np.ndarray, steps: tuple[float, ...]) -> float:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from detector.alignment.compare import WHITE_BALANCE_GAINS
+from detector.alignment.compare import white_balance
 from detector.alignment.features import ReferenceFeatures, View
 from detector.alignment.mask import bounding_box
 from detector.alignment.recipe import AlignmentRecipe, EccStage
@@ -23,7 +23,6 @@ from detector.alignment.recipe import AlignmentRecipe, EccStage
 _AREA_RANGE = (1 / 25, 25.0)
 _MAX_PERSPECTIVE = 2e-3
 _MIN_TEMPLATE_PIXELS = 20  # a coarse template with fewer product pixels than this places nothing
-_EPS = 0.02  # keeps a ratio of dark pixels finite
 _MOTIONS = {"affine": cv2.MOTION_AFFINE, "homography": cv2.MOTION_HOMOGRAPHY}
 
 
@@ -116,7 +115,7 @@ def colour_distance(photo: View, reference: ReferenceFeatures, homography: np.nd
     if sampled is None:
         return float("inf")
     template, warped = (np.float32(pixels / 255).reshape(-1, 1, 3) for pixels in sampled)
-    gains = np.clip(np.median((template + _EPS) / (warped + _EPS), axis=0), *WHITE_BALANCE_GAINS).astype(np.float32)
+    gains = white_balance(template, warped).astype(np.float32)
     lab_photo = cv2.cvtColor(np.minimum(warped * gains, 1.0), cv2.COLOR_BGR2LAB)
     lab_reference = cv2.cvtColor(template, cv2.COLOR_BGR2LAB)
     return float(np.median(np.linalg.norm(lab_photo - lab_reference, axis=2)))
