@@ -228,15 +228,14 @@ def main() -> None:
               f"(every photo of both); alignment signals chosen by forward selection on the calibration set's val/test "
               f"brands and, cross-fitted, {args.real}. Class-balanced logistic fusions; suspicious at 5% and counterfeit "
               "at 1% FPR on their genuine photos.")
-    _, real_scored = cross_fitted(rows["calibration"], rows["real"], base=base, aligned=selection.chosen)
-    real_after = {id(r): score for r, score in real_scored}
+    _, real_after = cross_fitted(rows["calibration"], rows["real"], base=base, aligned=selection.chosen)
     report = {
         "selection": {"chosen": selection.chosen, "baseline": selection.baseline, "figures": selection.figures,
                       "steps": selection.steps, "fit_photos": len(fit), "held_out_photos": len(held_out)},
         "calibration": calibration.to_dict(),
         "benchmark": {"data": str(args.benchmark), **measure(
             rows["benchmark"], model.calibration, [calibration.fuse(r, aligned=bool(r["aligned"])) for r in rows["benchmark"]])},
-        "real": {"data": str(args.real), **measure(rows["real"], model.calibration, [real_after[id(r)] for r in rows["real"]])},
+        "real": {"data": str(args.real), **measure(rows["real"], model.calibration, real_after)},
     }
     atomic_write_bytes(args.out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
     atomic_write_bytes(args.out / "report.md", _markdown(report).encode())
