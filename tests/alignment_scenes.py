@@ -92,6 +92,14 @@ def plain_product(*, tampered: bool = False, colourway: int = 0) -> Image.Image:
     return image
 
 
+def restaged(product: Image.Image, degrees: float, shift: tuple[float, float], zoom: float) -> Image.Image:
+    """A studio shot taken again: the product turned, moved and zoomed on the same backdrop."""
+    affine = cv2.getRotationMatrix2D((SIZE / 2, SIZE / 2), degrees, zoom)
+    affine[:, 2] += shift
+    backdrop = tuple(int(c) for c in np.asarray(product)[0, 0])
+    return Image.fromarray(cv2.warpAffine(np.asarray(product), affine, (SIZE, SIZE), borderValue=backdrop))
+
+
 def blurred(photo: Image.Image, sigma: float) -> Image.Image:
     """A phone photo out of focus: blurred, then noisy."""
     array = cv2.GaussianBlur(np.asarray(photo, np.float32), (0, 0), sigma)

@@ -11,7 +11,7 @@ from detector.alignment.dense import correlation, dense_align, ecc_refine
 from detector.alignment.features import photo_view, reference_features
 from detector.alignment.recipe import DEFAULT_RECIPE
 from detector.alignment.verify import verify
-from tests.alignment_scenes import PRODUCT_CORNERS, blurred, listing_photo, other_product, plain_product, studio_product
+from tests.alignment_scenes import PRODUCT_CORNERS, blurred, listing_photo, other_product, plain_product, restaged, studio_product
 
 RECIPE = DEFAULT_RECIPE
 BLUR = 3.0  # pixels: enough that SIFT finds no agreeing keypoints on the plain product
@@ -68,6 +68,17 @@ def test_a_photo_is_compared_with_its_own_colourway_not_the_closest_candidate(re
     assert result.aligned and result.reference_id == 5 and result.correlation >= RECIPE.min_correlation
     mistaken = verify(view, {4: reference}, RECIPE)
     assert result.signals["aligned_colour_diff"] < mistaken.signals["aligned_colour_diff"] / 2
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_own_colourway_is_found_when_its_reference_was_shot_from_another_angle(reference, seed):
+    # the own colourway's reference is turned 30 degrees, moved and zoomed against the closest one:
+    # the fit is carried over through the two references' own keypoint fit, not assumed to be the same
+    own = reference_features(photo_view(restaged(plain_product(colourway=1), 30, (50, 30), 0.85), RECIPE), RECIPE)
+    view = photo_view(blurred(listing_photo(plain_product(colourway=1), seed)[0], BLUR), RECIPE)
+    result = verify(view, {4: reference, 5: own}, RECIPE)
+    assert result.aligned and result.reference_id == 5 and result.correlation >= RECIPE.min_correlation
+    assert result.signals["aligned_colour_diff"] < verify(view, {4: reference}, RECIPE).signals["aligned_colour_diff"] / 2
 
 
 def test_a_recoloured_emblem_stays_aligned_and_stands_out(reference):
