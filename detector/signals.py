@@ -38,6 +38,7 @@ SIGNALS: dict[str, Signal] = {s.name: s for s in (
     Signal("aligned_diff_area", "share of the product's pixels whose colour differs clearly (Lab dE) from the reference's", +1),
     Signal("aligned_structure_diff", "mean block structure difference (1 - NCC of lightness)", +1),
     Signal("aligned_block_peak", "the most different block's score above the photo's median block", +1),
+    Signal("aligned_spot_peak", "the most different small window's colour difference (Lab dE) above the product's median", +1),
     Signal("placement_shift", "how far the label sits from where the product's geometry puts it (share of the diagonal)", +1),
     Signal("label_mismatch", "1 - NCC of the label against the reference's, at its best local position", +1),
     Signal("detail_loss", "fine detail (high-frequency energy) lost in the photo's weakest blocks against its median", +1),
@@ -47,7 +48,7 @@ OTHER_BRAND_SIGNALS = frozenset({"other_brand_similarity", "brand_margin"})
 # Signals of aligned verification: only a calibration's aligned fusion may use them (a photo that is
 # not aligned, or a check without alignment, is scored by the embedding fusion alone).
 ALIGNMENT_SIGNALS = frozenset({"align_inliers", "align_inlier_ratio", "align_correlation", "aligned_colour_diff", "aligned_diff_area",
-                               "aligned_structure_diff", "aligned_block_peak", "placement_shift", "label_mismatch", "detail_loss"})
+                               "aligned_structure_diff", "aligned_block_peak", "aligned_spot_peak", "placement_shift", "label_mismatch", "detail_loss"})
 
 
 def signal(name: str) -> Signal:

@@ -4,6 +4,7 @@ genuine photo, finds and boxes a tampered emblem, and refuses another product.""
 import cv2
 import numpy as np
 import pytest
+from PIL import ImageDraw
 
 from detector.alignment.align import align, ratio_matches
 from detector.alignment.dense import colour_distance, correlation
@@ -36,6 +37,16 @@ def test_a_genuine_photo_at_an_angle_aligns_and_its_heatmap_stays_cool(reference
     # heat is in fixed units: lighting, angle and background of a genuine photo do not light it up
     assert max(map(max, result.heatmap)) < 0.6
     assert result.signals["aligned_block_peak"] < 2.0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_recoloured_button_a_sixth_of_a_block_across_stands_out_as_a_spot(reference, seed):
+    product = studio_product()
+    ImageDraw.Draw(product).ellipse((92, 217, 108, 233), fill=(230, 200, 40))  # on the plain body, left of the text
+    genuine = _verify(listing_photo(studio_product(), seed)[0], reference)
+    tampered = _verify(listing_photo(product, seed)[0], reference)
+    assert tampered.aligned
+    assert tampered.signals["aligned_spot_peak"] > 4 * genuine.signals["aligned_spot_peak"]
 
 
 def test_a_tampered_emblem_stands_out_is_boxed_where_it_is_and_named(reference):

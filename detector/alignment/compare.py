@@ -6,7 +6,8 @@ channel (white balance). Differences tolerate a residual misalignment of a few p
 the smallest over small shifts. The share of product pixels whose colour differs clearly measures
 a difference of any size, wherever it lies. Per block: colour difference (Lab dE) and structure
 difference (1 - NCC of lightness); a block's score is their sum in recipe units, and a defect is a
-block that stands out against the photo's own median block. The label (the reference's
+block that stands out against the photo's own median block, or a small window (a button, an
+emblem) whose colour stands out against the product's median. The label (the reference's
 keypoint-densest window) is re-aligned on its own: a logo placed elsewhere than the product's
 geometry predicts shows as a shift. Fine detail (print, material) is compared as high-frequency
 energy per block.
@@ -87,6 +88,7 @@ def compare(photo: View, reference: ReferenceFeatures, homography: np.ndarray, r
         "aligned_diff_area": float((delta_e[region] > recipe.differing_delta_e).mean()),
         "aligned_structure_diff": float(np.nanmean(structure)) if not np.isnan(structure).all() else 0.0,
         "aligned_block_peak": float(valid.max() - np.median(valid)),
+        "aligned_spot_peak": _spot_peak(delta_e, region, recipe.spot_window * float(np.hypot(*np.subtract(box[2:], box[:2])))),
         "placement_shift": shift,
         "label_mismatch": 1.0 - label_ncc,
         "detail_loss": float(np.median(logs) - np.percentile(logs, 10)) if len(logs) >= 4 else 0.0,
@@ -222,6 +224,18 @@ def _block_detail(photo: np.ndarray, ref: np.ndarray, region: np.ndarray, edges)
     energy_p, energy_r = _block_means(hf_p, region, edges), _block_means(hf_r, region, edges)
     with np.errstate(invalid="ignore"):
         return np.where(energy_r > _FLAT / 255, np.log((energy_p + 1e-3) / (energy_r + 1e-3)), np.nan)
+
+
+def _spot_peak(delta_e: np.ndarray, region: np.ndarray, window: float) -> float:
+    """The largest mean dE in a square window of ``window`` pixels (mostly inside the product) above
+    the product's median dE: a small region that differs (an emblem, a button) against the photo's
+    own level, undiluted by a block eight times its size."""
+    side = max(3, int(window)) | 1
+    inside = region.astype(np.float32)
+    covered = cv2.boxFilter(inside, -1, (side, side), normalize=False)
+    local = cv2.boxFilter(delta_e * inside, -1, (side, side), normalize=False) / np.maximum(covered, 1.0)
+    full = covered >= _MIN_BLOCK_COVER * side * side
+    return float(local[full].max() - np.median(delta_e[region])) if full.any() else 0.0
 
 
 def _label_shift(light_p, light_r, label, box) -> tuple[float, float]:
