@@ -76,7 +76,8 @@ def other_product(seed: int = 0) -> Image.Image:
 PRODUCT_CORNERS = ((50, 110), (430, 110), (430, 390), (50, 390))  # the plain product's bounding box
 
 
-PLAIN_COLOURWAYS = ((190, 80, 120), (200, 110, 110))  # the plain product's body colours: pink, salmon
+# the plain product's body colours: pink, salmon, charcoal, lavender
+PLAIN_COLOURWAYS = ((190, 80, 120), (200, 110, 110), (60, 60, 70), (120, 120, 200))
 
 
 def plain_product(*, tampered: bool = False, colourway: int = 0) -> Image.Image:

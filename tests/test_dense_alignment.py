@@ -81,6 +81,20 @@ def test_the_own_colourway_is_found_when_its_reference_was_shot_from_another_ang
     assert result.signals["aligned_colour_diff"] < verify(view, {4: reference}, RECIPE).signals["aligned_colour_diff"] / 2
 
 
+def test_a_placement_on_another_colourway_that_correlates_too_little_moves_to_the_own_one():
+    # The own colourway's reference shows the product small, so the coarse search places the lavender
+    # and charcoal colourways better; the lavender fit correlates 0.69, too little on its own, but it
+    # is the right geometry, and carried to the own colourway it correlates 0.99.
+    lavender, charcoal = (reference_features(photo_view(plain_product(colourway=c), RECIPE), RECIPE) for c in (3, 2))
+    own = reference_features(photo_view(restaged(plain_product(), 0, (0, 0), 0.4), RECIPE), RECIPE)
+    view = photo_view(blurred(listing_photo(plain_product(), 1)[0], BLUR), RECIPE)
+    candidates = {4: lavender, 2: charcoal, 9: own}
+    placed, fit = dense_align(view, candidates, RECIPE)
+    assert placed == 4 and fit.correlation < RECIPE.min_correlation
+    result = verify(view, candidates, RECIPE)
+    assert result.aligned and result.reference_id == 9 and result.correlation >= RECIPE.min_correlation
+
+
 def test_a_recoloured_emblem_stays_aligned_and_stands_out(reference):
     genuine = verify(_photo(2)[0], {4: reference}, RECIPE)
     tampered_view, truth = _photo(2, tampered=True)

@@ -65,17 +65,20 @@ def verify(photo: View, candidates: dict[int, ReferenceFeatures], recipe: Alignm
         fits = [(rid, DenseFit(a.homography, correlation(photo, candidates[rid], a.homography, recipe))) for rid, a in contenders]
         rid, start = max(fits, key=lambda item: item[1].correlation)
         fit, method = _refined(photo, candidates[rid], start, recipe), "keypoints"
+        rid, fit = _own_colourway(photo, candidates, tried, rid, fit, recipe)
     else:
         # Too few keypoints agree (a plain or blurred product): the candidates are searched for densely,
-        # and the best placement is kept only if it correlates like a view of the same product.
+        # and the best placement is kept only if it correlates like a view of the same product, once moved
+        # to the photo's own colourway (a placement that correlates too little may be another colourway's).
         rid, fit = dense_align(photo, candidates, recipe) or (None, None)
+        if fit is not None:
+            rid, fit = _own_colourway(photo, candidates, tried, rid, fit, recipe)
         if fit is None or fit.correlation < recipe.min_correlation:
             dense = "no dense fit" if fit is None else f"a dense fit correlating {fit.correlation:.2f}"
             return Verification(best_id, best.inliers, best.inlier_ratio, None,
                                 f"{best.inliers} geometric inliers with the best reference ({recipe.min_inliers} needed) "
                                 f"and {dense} (at least {recipe.min_correlation} needed)")
         method = "dense"
-    rid, fit = _own_colourway(photo, candidates, tried, rid, fit, recipe)
     comparison = compare(photo, candidates[rid], fit.homography, recipe)
     if comparison is None:
         return Verification(best_id, best.inliers, best.inlier_ratio, None,
