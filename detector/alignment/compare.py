@@ -1,13 +1,13 @@
 """A photo compared with a reference in the reference's frame, block by block inside its product region.
 
-The photo is warped onto the reference and its lighting normalised: a shading that may vary
-smoothly across the product (a plane in log-lightness, fitted robustly), then one gain per
-channel (white balance). Differences tolerate a residual misalignment of a few pixels: each is
-the smallest over small shifts. The share of product pixels whose colour differs clearly measures
-a difference of any size, wherever it lies. Per block: colour difference (Lab dE) and structure
-difference (1 - NCC of lightness); a block's score is their sum in recipe units, and a defect is a
-block that stands out against the photo's own median block, or a small window (a button, an
-emblem) whose colour stands out against the product's median. The label (the reference's
+The photo is warped onto the reference and its lighting normalised: a shading that may vary smoothly
+across the product (a plane in log-lightness, fitted robustly), then a gain and an offset per
+channel (white balance and the camera's contrast). Differences tolerate a residual misalignment of a
+few pixels: each is the smallest over small shifts. The share of product pixels whose colour differs
+clearly measures a difference of any size, wherever it lies. Per block: colour difference (Lab dE)
+and structure difference (1 - NCC of lightness); a block's score is their sum in recipe units, and a
+defect is a block that stands out against the photo's own median block, or a small window (a button,
+an emblem) whose colour stands out against the product's median. The label (the reference's
 keypoint-densest window) is re-aligned on its own: a logo placed elsewhere than the product's
 geometry predicts shows as a shift. Fine detail (print, material) is compared as high-frequency
 energy per block.
@@ -28,6 +28,7 @@ _MIN_BLOCK_COVER = 0.5  # a block counts when at least this share of its pixels 
 _FLAT = 2.0  # lightness std below which a block has no structure to compare
 _TRIM = 0.8  # the shading fit keeps this share of best-fitting pixels
 _WHITE_BALANCE_GAINS = (0.6, 1.6)  # gains beyond these are a different colour, not a different light
+_MAX_OFFSET = 0.2  # a channel's offset (of full scale) beyond this is a different colour, not another camera
 _SEARCH = 0.25  # the label is searched within this share of its size around where the geometry puts it
 _RIM = 0.04  # share of the product's diagonal left out along its outline (misregistration, the reference's shadow)
 _EPS = 0.02
@@ -99,7 +100,7 @@ def compare(photo: View, reference: ReferenceFeatures, homography: np.ndarray, r
 def _normalise(photo: np.ndarray, ref: np.ndarray, region: np.ndarray) -> np.ndarray:
     """The photo's lighting mapped onto the reference's: log-lightness shading a + b*x + c*y fitted on
     the product region (refitted on its best-fitting share, so a local defect does not drag it), then
-    each channel's median ratio as its gain."""
+    each channel's gain and offset (``_channel_affine``)."""
     h, w = region.shape
     ys, xs = np.nonzero(region)
     step = max(1, len(ys) // 5000)  # a sample is enough for a few parameters
@@ -115,10 +116,28 @@ def _normalise(photo: np.ndarray, ref: np.ndarray, region: np.ndarray) -> np.nda
     column = np.exp(coef[0] + coef[2] * (np.arange(h) / h - 0.5)).astype(np.float32)
     row = np.exp(coef[1] * (np.arange(w) / w - 0.5)).astype(np.float32)
     shading = np.outer(column, row)
-    gains = white_balance(ref[ys, xs], photo[ys, xs] * shading[ys, xs, None])
-    light = cv2.merge([shading * np.float32(gain) for gain in gains])
-    normalised = cv2.multiply(photo, light)
-    return np.minimum(normalised, 1.0, out=normalised)
+    shaded = photo * shading[..., None]
+    gains, offsets = _channel_affine(ref[ys, xs], shaded[ys, xs])
+    return np.clip(shaded * gains + offsets, 0.0, 1.0)
+
+
+def _channel_affine(reference: np.ndarray, photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel, the gain and offset that map the photo's values (n, 3) onto the reference's, fitted
+    on the share of pixels they explain best (a local defect does not drag them) and bounded to what a
+    change of light and camera contrast explains. An offset as well as a gain: a phone's contrast
+    curve darkens dark colours and brightens light ones, which one gain cannot undo."""
+    gains, offsets = np.ones(3, np.float32), np.zeros(3, np.float32)
+    for channel in range(3):
+        x, y = photo[:, channel].astype(np.float64), reference[:, channel].astype(np.float64)
+        keep = np.ones(len(x), bool)
+        for _ in range(2):
+            gain, offset = np.polyfit(x[keep], y[keep], 1) if np.ptp(x[keep]) > _EPS else (1.0, float(np.median(y - x)))
+            gain = float(np.clip(gain, *_WHITE_BALANCE_GAINS))
+            offset = float(np.clip(offset, -_MAX_OFFSET, _MAX_OFFSET))
+            residual = np.abs(gain * x + offset - y)
+            keep = residual <= np.quantile(residual, _TRIM)
+        gains[channel], offsets[channel] = gain, offset
+    return gains, offsets
 
 
 def white_balance(reference: np.ndarray, photo: np.ndarray) -> np.ndarray:
