@@ -70,9 +70,9 @@ def ecc_refine(photo: View, reference: ReferenceFeatures, homography: np.ndarray
     scale = min(1.0, stage.side / max(reference.view.shape))
     s = np.diag([scale, scale, 1.0])
     picture = (lambda bgr: bgr) if stage.colour else (lambda bgr: cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
-    template = _resized(picture(reference.view.bgr), scale).astype(np.float32)
-    template_mask = (_resized(reference.mask.astype(np.uint8), scale) > 0).astype(np.uint8) * 255
-    target = _resized(picture(photo.bgr), scale).astype(np.float32)
+    template = picture(reference.view.scaled(scale))
+    template_mask = reference.scaled_mask(scale).astype(np.uint8) * 255
+    target = picture(photo.scaled(scale))
     warp = s @ np.linalg.inv(homography) @ np.linalg.inv(s)  # ECC's warp maps reference pixels to photo pixels
     warp = (warp / warp[2, 2]).astype(np.float32)
     motion = _MOTIONS[stage.motion]
@@ -127,12 +127,12 @@ def _sampled(photo: View, reference: ReferenceFeatures, homography: np.ndarray,
     seen in the photo, at ``recipe.correlation_side``; None when too few are seen."""
     scale = min(1.0, recipe.correlation_side / max(reference.view.shape))
     s = np.diag([scale, scale, 1.0])
-    template = _resized(reference.view.bgr, scale).astype(np.float32)
+    template = reference.view.scaled(scale)
     to_reference = s @ homography @ np.linalg.inv(s)
     size = template.shape[1::-1]
-    warped = cv2.warpPerspective(_resized(photo.bgr, scale).astype(np.float32), to_reference, size, flags=cv2.INTER_LINEAR)
+    warped = cv2.warpPerspective(photo.scaled(scale), to_reference, size, flags=cv2.INTER_LINEAR)
     seen = cv2.warpPerspective(np.ones(photo.shape, np.uint8), to_reference, size, flags=cv2.INTER_NEAREST) > 0
-    region = (_resized(reference.mask.astype(np.uint8), scale) > 0) & seen
+    region = reference.scaled_mask(scale) & seen
     if region.sum() < _MIN_TEMPLATE_PIXELS:
         return None
     return template[region], warped[region]
@@ -143,11 +143,11 @@ def _coarse_placement(photo: View, reference: ReferenceFeatures, recipe: Alignme
     product (its background filled with its mean colour, so it does not correlate), at
     ``recipe.dense_coarse_side``, and its photo -> reference similarity transform."""
     scale = recipe.dense_coarse_side / max(reference.view.shape)
-    product = _resized(reference.view.bgr, scale).astype(np.float32)
-    mask = _resized(reference.mask.astype(np.uint8) * 255, scale) > 127
+    product = reference.view.scaled(scale)
+    mask = reference.scaled_mask(scale)
     if mask.sum() < _MIN_TEMPLATE_PIXELS:
         return None
-    photo_small = _resized(photo.bgr, scale).astype(np.float32)
+    photo_small = photo.scaled(scale)
     x0, y0, x1, y1 = bounding_box(mask)
     centre, diagonal = ((x0 + x1) / 2, (y0 + y1) / 2), float(np.hypot(x1 - x0, y1 - y0))
     angles = np.arange(-recipe.dense_max_turn, recipe.dense_max_turn + 1e-6, recipe.dense_turn_step)
@@ -176,11 +176,3 @@ def _coarse_placement(photo: View, reference: ReferenceFeatures, recipe: Alignme
     s = np.diag([scale, scale, 1.0])
     to_photo = np.linalg.inv(s) @ best @ s  # reference working -> photo working
     return float(best_score), np.linalg.inv(to_photo)
-
-
-def _resized(image: np.ndarray, scale: float) -> np.ndarray:
-    """``image`` scaled, never below one pixel a side (a photo may be a few pixels across)."""
-    if scale == 1.0:
-        return image
-    h, w = image.shape[:2]
-    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)

@@ -33,6 +33,18 @@ class View:
         """The descriptors as the matcher takes them (converted once per view)."""
         return self.descriptors.astype(np.float32)
 
+    @cached_property
+    def _scaled(self) -> dict[float, np.ndarray]:
+        return {}
+
+    def scaled(self, scale: float) -> np.ndarray:
+        """The picture at ``scale`` (float32, read-only), resized once per scale: the dense search, ECC
+        and the colour measures each look at a photo and its candidates at one of a few small sizes, many
+        times per check."""
+        if scale not in self._scaled:
+            self._scaled[scale] = _read_only(resized(self.bgr, scale).astype(np.float32))
+        return self._scaled[scale]
+
     @property
     def original_size(self) -> tuple[int, int]:
         """(width, height) of the picture this view was made from, in its own pixels."""
@@ -49,6 +61,16 @@ class ReferenceFeatures:
     view: View
     mask: np.ndarray  # (h, w) bool: the product region
     label: tuple[int, int, int, int]  # x0, y0, x1, y1: the region densest in keypoints (logo, label, wordmark)
+
+    @cached_property
+    def _scaled_masks(self) -> dict[float, np.ndarray]:
+        return {}
+
+    def scaled_mask(self, scale: float) -> np.ndarray:
+        """The product region at ``scale`` (read-only): a pixel is inside when most of what it covers is."""
+        if scale not in self._scaled_masks:
+            self._scaled_masks[scale] = _read_only(resized(self.mask.astype(np.uint8) * 255, scale) > 127)
+        return self._scaled_masks[scale]
 
     def to_bytes(self) -> bytes:
         ok, jpeg = cv2.imencode(".jpg", self.view.bgr, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
@@ -104,3 +126,16 @@ def reference_features(view: View, recipe: AlignmentRecipe) -> ReferenceFeatures
     """What a reference keeps for alignment, from its working-resolution view."""
     mask = product_mask(view.bgr)
     return ReferenceFeatures(view, mask, label_box(mask, view.points, recipe.grid))
+
+
+def resized(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` scaled, never below one pixel a side (a photo may be a few pixels across)."""
+    if scale == 1.0:
+        return image
+    h, w = image.shape[:2]
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
