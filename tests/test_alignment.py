@@ -51,7 +51,7 @@ def test_a_genuine_photo_with_another_camera_contrast_does_not_differ(reference,
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_recoloured_button_a_sixth_of_a_block_across_stands_out_as_a_spot(reference, seed):
+def test_a_recoloured_button_a_third_of_a_block_across_stands_out_as_a_spot(reference, seed):
     product = studio_product()
     ImageDraw.Draw(product).ellipse((92, 217, 108, 233), fill=(230, 200, 40))  # on the plain body, left of the text
     genuine = _verify(listing_photo(studio_product(), seed)[0], reference)

@@ -61,7 +61,8 @@ def compare(photo: View, reference: ReferenceFeatures, homography: np.ndarray, r
     seen = cv2.warpPerspective(np.full(photo.shape, 255, np.uint8), to_crop, size, flags=cv2.INTER_NEAREST)
     seen = cv2.erode(seen, np.ones((5, 5), np.uint8)) > 0
     mask = reference.mask[cy0:cy1, cx0:cx1]
-    rim = max(3, int(_RIM * np.hypot(box[2] - box[0], box[3] - box[1]))) | 1
+    diagonal = float(np.hypot(box[2] - box[0], box[3] - box[1]))
+    rim = max(3, int(_RIM * diagonal)) | 1
     region = cv2.erode(mask.astype(np.uint8), np.ones((rim, rim), np.uint8)).astype(bool) & seen
     coverage = float(region.sum()) / max(1, int(mask.sum()))
     if coverage < recipe.min_coverage:
@@ -89,7 +90,7 @@ def compare(photo: View, reference: ReferenceFeatures, homography: np.ndarray, r
         "aligned_diff_area": float((delta_e[region] > recipe.differing_delta_e).mean()),
         "aligned_structure_diff": float(np.nanmean(structure)) if not np.isnan(structure).all() else 0.0,
         "aligned_block_peak": float(valid.max() - np.median(valid)),
-        "aligned_spot_peak": _spot_peak(delta_e, region, recipe.spot_window * float(np.hypot(*np.subtract(box[2:], box[:2])))),
+        "aligned_spot_peak": _spot_peak(delta_e, region, recipe.spot_window * diagonal),
         "placement_shift": shift,
         "label_mismatch": 1.0 - label_ncc,
         "detail_loss": float(np.median(logs) - np.percentile(logs, 10)) if len(logs) >= 4 else 0.0,

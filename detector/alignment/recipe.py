@@ -73,8 +73,9 @@ class AlignmentRecipe:
     # against the median block difference's 0.778, 0.493, 0.670 (material, print and wordmark 0.01-0.02 lower),
     # and lookalikes on grocery-store 0.886 against 0.859 ROC-AUC.
     differing_delta_e: float = 15.0
-    # aligned_spot_peak's window, as a share of the product's diagonal. Alone on aligned synthetic photos, 0.02
-    # scored logo 0.800 against the block peak's 0.725 (0.01: 0.801, 0.035: 0.789, 0.05: 0.759).
+    # aligned_spot_peak's window, as a share of the product's diagonal. Alone on aligned synthetic photos (with the
+    # gain-only lighting fit of its time), 0.02 scored logo 0.800 against the block peak's 0.725 (0.01: 0.801,
+    # 0.035: 0.789, 0.05: 0.759).
     spot_window: float = 0.02
     colour_unit: float = 12.0  # a block's Lab difference (dE) counted as one unit of block score
     structure_unit: float = 0.5  # a block's 1 - NCC counted as one unit of block score
