@@ -42,7 +42,7 @@ class View:
         and the colour measures each look at a photo and its candidates at one of a few small sizes, many
         times per check."""
         if scale not in self._scaled:
-            self._scaled[scale] = _read_only(resized(self.bgr, scale).astype(np.float32))
+            self._scaled[scale] = _read_only(_resized(self.bgr, scale).astype(np.float32))
         return self._scaled[scale]
 
     @property
@@ -69,7 +69,7 @@ class ReferenceFeatures:
     def scaled_mask(self, scale: float) -> np.ndarray:
         """The product region at ``scale`` (read-only): a pixel is inside when most of what it covers is."""
         if scale not in self._scaled_masks:
-            self._scaled_masks[scale] = _read_only(resized(self.mask.astype(np.uint8) * 255, scale) > 127)
+            self._scaled_masks[scale] = _read_only(_resized(self.mask.astype(np.uint8) * 255, scale) > 127)
         return self._scaled_masks[scale]
 
     def to_bytes(self) -> bytes:
@@ -128,7 +128,7 @@ def reference_features(view: View, recipe: AlignmentRecipe) -> ReferenceFeatures
     return ReferenceFeatures(view, mask, label_box(mask, view.points, recipe.grid))
 
 
-def resized(image: np.ndarray, scale: float) -> np.ndarray:
+def _resized(image: np.ndarray, scale: float) -> np.ndarray:
     """``image`` scaled, never below one pixel a side (a photo may be a few pixels across)."""
     if scale == 1.0:
         return image
