@@ -59,8 +59,8 @@ def _placed(photo: View, candidates: dict[int, ReferenceFeatures], recipe: Align
     reference = candidates[rid]
     for stage in (recipe.dense_affine, recipe.refine):
         homography = None if homography is None else ecc_refine(photo, reference, homography, stage)
-    if homography is None:
-        return None
+    if homography is None or _visible_share(photo, reference, homography, recipe) < 1 - recipe.dense_overhang:
+        return None  # past the overhang the search allows: the correlation of what is left says little
     return rid, DenseFit(homography, correlation(photo, reference, homography, recipe))
 
 
@@ -125,17 +125,30 @@ def _sampled(photo: View, reference: ReferenceFeatures, homography: np.ndarray,
              recipe: AlignmentRecipe) -> tuple[np.ndarray, np.ndarray] | None:
     """The reference's and the warped photo's BGR pixels (n, 3) inside the reference's product region
     seen in the photo, at ``recipe.correlation_side``; None when too few are seen."""
-    scale = min(1.0, recipe.correlation_side / max(reference.view.shape))
-    s = np.diag([scale, scale, 1.0])
-    template = reference.view.scaled(scale)
-    to_reference = s @ homography @ np.linalg.inv(s)
-    size = template.shape[1::-1]
-    warped = cv2.warpPerspective(photo.scaled(scale), to_reference, size, flags=cv2.INTER_LINEAR)
-    seen = cv2.warpPerspective(np.ones(photo.shape, np.uint8), to_reference, size, flags=cv2.INTER_NEAREST) > 0
-    region = reference.scaled_mask(scale) & seen
+    scale, to_reference, region = _seen_region(photo, reference, homography, recipe)
     if region.sum() < _MIN_TEMPLATE_PIXELS:
         return None
-    return template[region], warped[region]
+    warped = cv2.warpPerspective(photo.scaled(scale), to_reference, region.shape[::-1], flags=cv2.INTER_LINEAR)
+    return reference.view.scaled(scale)[region], warped[region]
+
+
+def _visible_share(photo: View, reference: ReferenceFeatures, homography: np.ndarray, recipe: AlignmentRecipe) -> float:
+    """The share of the reference's product region that the photo shows."""
+    scale, _, region = _seen_region(photo, reference, homography, recipe)
+    return float(region.sum()) / max(1, int(reference.scaled_mask(scale).sum()))
+
+
+def _seen_region(photo: View, reference: ReferenceFeatures, homography: np.ndarray,
+                 recipe: AlignmentRecipe) -> tuple[float, np.ndarray, np.ndarray]:
+    """At ``recipe.correlation_side``: the scale, the photo -> reference warp and the reference's product
+    region that falls inside the photo (the photo's own small size: past its edge nothing is seen)."""
+    scale = min(1.0, recipe.correlation_side / max(reference.view.shape))
+    s = np.diag([scale, scale, 1.0])
+    to_reference = s @ homography @ np.linalg.inv(s)
+    product = reference.scaled_mask(scale)
+    seen = cv2.warpPerspective(np.ones(photo.scaled(scale).shape[:2], np.uint8), to_reference, product.shape[::-1],
+                               flags=cv2.INTER_NEAREST) > 0
+    return scale, to_reference, product & seen
 
 
 def _coarse_placement(photo: View, reference: ReferenceFeatures, recipe: AlignmentRecipe) -> tuple[float, np.ndarray] | None:
