@@ -90,6 +90,18 @@ def test_the_own_colourway_is_found_when_its_reference_was_shot_from_another_ang
     assert result.signals["aligned_colour_diff"] < verify(view, {4: reference}, RECIPE).signals["aligned_colour_diff"] / 2
 
 
+def test_two_references_are_fitted_onto_each_other_once_while_they_stay_loaded(reference):
+    # every check of a brand carries fits between the same references: their own fit is kept with them
+    own = reference_features(photo_view(restaged(plain_product(colourway=1), 30, (50, 30), 0.85), RECIPE), RECIPE)
+    views = [photo_view(blurred(listing_photo(plain_product(colourway=1), seed)[0], BLUR), RECIPE) for seed in (1, 2)]
+    first = [verify(view, {4: reference, 5: own}, RECIPE) for view in views]
+    held = reference.fits_onto[id(own)]
+    assert held[0]() is own and held[2] is not None
+    again = [verify(view, {4: reference, 5: own}, RECIPE) for view in views]
+    assert reference.fits_onto[id(own)] is held
+    assert [r.signals for r in again] == [r.signals for r in first] and all(r.reference_id == 5 for r in again)
+
+
 def test_a_placement_on_another_colourway_that_correlates_too_little_moves_to_the_own_one():
     # The own colourway's reference shows the product small, so the coarse search places the lavender
     # and charcoal colourways better; the lavender fit correlates 0.69, too little on its own, but it

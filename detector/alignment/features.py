@@ -72,6 +72,13 @@ class ReferenceFeatures:
             self._scaled_masks[scale] = _read_only(_resized(self.mask.astype(np.uint8) * 255, scale) > 127)
         return self._scaled_masks[scale]
 
+    @cached_property
+    def fits_onto(self) -> dict[int, tuple]:
+        """This reference's own keypoint fits onto a brand's other references, filled in by alignment:
+        id(other) -> (a weak reference to other, the recipe, the homography or None). The same pair of
+        references meets again in every check of the brand while both stay loaded."""
+        return {}
+
     def to_bytes(self) -> bytes:
         ok, jpeg = cv2.imencode(".jpg", self.view.bgr, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
         if not ok:

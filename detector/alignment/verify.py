@@ -9,6 +9,7 @@ in the photo's coordinates, the most suspicious region's box and its name."""
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, replace
 
 import cv2
@@ -134,10 +135,19 @@ def _carried(homography: np.ndarray, reference: ReferenceFeatures, other: Refere
              recipe: AlignmentRecipe) -> np.ndarray:
     """A fit onto ``reference`` carried onto ``other`` through the two references' own keypoint fit
     (studio shots of one product: many sharp keypoints); as it was where they do not align."""
-    between = align(reference.view, other.view, recipe)
-    if between.homography is None or between.inliers < recipe.min_inliers:
-        return homography
-    return between.homography @ homography
+    between = _between(reference, other, recipe)
+    return homography if between is None else between @ homography
+
+
+def _between(reference: ReferenceFeatures, other: ReferenceFeatures, recipe: AlignmentRecipe) -> np.ndarray | None:
+    """The two references' own keypoint fit (None: they do not align), fitted once per pair while both
+    stay loaded (``ReferenceFeatures.fits_onto``)."""
+    held = reference.fits_onto.get(id(other))
+    if held is None or held[0]() is not other or held[1] != recipe:
+        fit = align(reference.view, other.view, recipe)
+        between = fit.homography if fit.homography is not None and fit.inliers >= recipe.min_inliers else None
+        held = reference.fits_onto[id(other)] = (weakref.ref(other), recipe, between)
+    return held[2]
 
 
 def _explained(verification: Verification, homography: np.ndarray, reference: ReferenceFeatures, photo: View,
