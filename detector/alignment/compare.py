@@ -21,7 +21,6 @@ import cv2
 import numpy as np
 
 from detector.alignment.features import ReferenceFeatures, View
-from detector.alignment.mask import bounding_box
 from detector.alignment.recipe import AlignmentRecipe
 
 _MIN_BLOCK_COVER = 0.5  # a block counts when at least this share of its pixels are compared product pixels
@@ -33,6 +32,7 @@ _SEARCH = 0.25  # the label is searched within this share of its size around whe
 _RIM = 0.04  # share of the product's diagonal left out along its outline (misregistration, the reference's shadow)
 _EPS = 0.02
 _CROP_MARGIN = 0.12  # share of the product's longer side kept around it
+_CHANNEL_MEAN = np.full((1, 3), 1 / 3, np.float32)
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Comparison:
 def compare(photo: View, reference: ReferenceFeatures, homography: np.ndarray, recipe: AlignmentRecipe) -> Comparison | None:
     """None when the warped photo covers too little of the reference's product, or the product is too
     small to divide into blocks."""
-    box = bounding_box(reference.mask)
+    box = reference.box
     if min(box[2] - box[0], box[3] - box[1]) < 2 * recipe.grid:
         return None  # a product a few pixels across has no blocks to compare
     # Everything happens in a crop around the product (with room for the label search and shifts).
@@ -155,9 +155,9 @@ def _photo_blur(photo: np.ndarray, ref: np.ndarray, region: np.ndarray, steps: t
     every edge."""
     half = lambda image: cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
     inside = half(region.astype(np.float32)) > 0.5
-    light_p = half(photo.mean(axis=2))[inside]
+    light_p = half(_lightness(photo))[inside]
     light_p = light_p - light_p.mean()
-    light_r = half(ref.mean(axis=2))
+    light_r = half(_lightness(ref))
     best, best_sigma = -np.inf, 0.0
     for sigma in steps:
         blurred = (cv2.GaussianBlur(light_r, (0, 0), sigma / 2) if sigma else light_r)[inside]
@@ -166,6 +166,11 @@ def _photo_blur(photo: np.ndarray, ref: np.ndarray, region: np.ndarray, steps: t
         if score > best:
             best, best_sigma = score, sigma
     return best_sigma
+
+
+def _lightness(image: np.ndarray) -> np.ndarray:
+    """The channels' mean per pixel (as numpy's mean over channels, in a hundredth of its time)."""
+    return cv2.transform(image, _CHANNEL_MEAN)
 
 
 def _shifts(px: int):

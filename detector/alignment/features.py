@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from detector.alignment.mask import label_box, product_mask
+from detector.alignment.mask import bounding_box, label_box, product_mask
 from detector.alignment.recipe import AlignmentRecipe
 from detector.errors import FeatureFormatError
 
@@ -61,6 +61,11 @@ class ReferenceFeatures:
     view: View
     mask: np.ndarray  # (h, w) bool: the product region
     label: tuple[int, int, int, int]  # x0, y0, x1, y1: the region densest in keypoints (logo, label, wordmark)
+
+    @cached_property
+    def box(self) -> tuple[int, int, int, int]:
+        """x0, y0, x1, y1: the product region's bounding box."""
+        return bounding_box(self.mask)
 
     @cached_property
     def _scaled_masks(self) -> dict[float, np.ndarray]:
