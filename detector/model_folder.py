@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,6 +21,7 @@ from detector.embedder import Embedder, EmbeddingNet
 from detector.precision import resolve_precision
 from detector.errors import DetectorError, ModelFolderError
 from detector.fsutil import atomic_write_bytes
+from detector.fusion import Fusion, Shape
 from detector.results import verdict_at
 from detector.signals import ALIGNMENT_SIGNALS, OTHER_BRAND_SIGNALS, SIGNALS, produced_signals
 from detector.transforms import EvalTransform, InputConfig
@@ -100,32 +100,10 @@ _TYPED_EXTRA = ("default_other_similarity", "low_similarity", "high_patch_anomal
 
 
 @dataclass(frozen=True)
-class Fusion:
-    """A logistic fusion of named signals."""
-
-    features: tuple[str, ...]
-    weights: tuple[float, ...]
-    bias: float
-
-    def logit(self, signals: dict[str, float]) -> float:
-        return self.bias + sum(w * signals[name] for name, w in zip(self.features, self.weights))
-
-    def score(self, signals: dict[str, float]) -> float:
-        return sigmoid(self.logit(signals))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Fusion":
-        return cls(tuple(str(f) for f in data["features"]), tuple(float(w) for w in data["weights"]), float(data["bias"]))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"features": list(self.features), "weights": list(self.weights), "bias": self.bias}
-
-
-@dataclass(frozen=True)
 class Calibration:
     """Logistic fusion of per-photo signals into a counterfeit probability, plus thresholds.
 
-    ``features``/``weights``/``bias`` fuse the embedding signals; ``aligned``, when present, fuses
+    ``features``/``weights``/``bias`` (and ``shapes``, see ``detector.fusion``) fuse the embedding signals; ``aligned``, when present, fuses
     the signals of a photo that aligned with a reference (see ``detector.alignment``), and the
     embedding fusion then scores photos that did not align (its bias is theirs: both are fitted
     together)."""
@@ -146,6 +124,7 @@ class Calibration:
     high_block_peak: float | None = None
     aligned: Fusion | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # provenance: targets, sample counts
+    shapes: dict[str, Shape] = field(default_factory=dict)  # the embedding fusion's shaped signals
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str) -> "Calibration":
@@ -165,12 +144,11 @@ class Calibration:
                 notes=str(data.get("notes", "")),
                 aligned=None if data.get("aligned") is None else Fusion.from_dict(data["aligned"]),
                 extra=extra,
+                shapes={str(name): Shape.from_dict(shape) for name, shape in data.get("shapes", {}).items()},
                 **typed,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelFolderError(f"{source}: invalid or missing field ({exc!r})") from None
-        if len(calibration.features) != len(calibration.weights):
-            raise ModelFolderError(f"{source}: {len(calibration.features)} features but {len(calibration.weights)} weights")
         if not 0.0 <= calibration.suspicious_threshold <= calibration.counterfeit_threshold <= 1.0:
             raise ModelFolderError(f"{source}: thresholds must satisfy 0 <= suspicious <= counterfeit <= 1")
         if calibration.aggregation not in ("max", "mean"):
@@ -178,12 +156,13 @@ class Calibration:
         if calibration.top_k < 1:
             raise ModelFolderError(f"{source}: top_k must be at least 1")
         aligned = calibration.aligned
-        if aligned is not None and len(aligned.features) != len(aligned.weights):
-            raise ModelFolderError(f"{source}: aligned: {len(aligned.features)} features but {len(aligned.weights)} weights")
         used = set(calibration.features) | set(aligned.features if aligned else ())
         unknown = sorted(used - set(SIGNALS))
         if unknown:
             raise ModelFolderError(f"{source}: unknown signals {unknown}; known signals: {', '.join(SIGNALS)}")
+        for label, fusion in (("", calibration.embedding_fusion), ("aligned: ", aligned)):
+            if fusion is not None and (problem := fusion.problem()):
+                raise ModelFolderError(f"{source}: {label}{problem}")
         if ALIGNMENT_SIGNALS & set(calibration.features):
             raise ModelFolderError(f"{source}: alignment signals {sorted(ALIGNMENT_SIGNALS & set(calibration.features))} "
                                    "belong in the aligned fusion: the embedding fusion scores photos that did not align")
@@ -194,7 +173,7 @@ class Calibration:
 
     @property
     def embedding_fusion(self) -> Fusion:
-        return Fusion(self.features, self.weights, self.bias)
+        return Fusion(self.features, self.weights, self.bias, self.shapes)
 
     @property
     def signals(self) -> frozenset[str]:
@@ -222,14 +201,13 @@ class Calibration:
             "counterfeit": data.pop("counterfeit_threshold"),
         }
         typed = {key: data.pop(key) for key in _TYPED_EXTRA}
-        if self.aligned is None:
-            data.pop("aligned")
+        del data["aligned"], data["shapes"]  # asdict's forms: written as the fusions write them, when present
+        if self.aligned is not None:
+            data["aligned"] = self.aligned.to_dict()
+        if self.shapes:
+            data["shapes"] = {name: shape.to_dict() for name, shape in self.shapes.items()}
         data["extra"] = {**data["extra"], **{key: value for key, value in typed.items() if value is not None}}
         return data
-
-
-def sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 @dataclass

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from detector.errors import InvalidInputError
-from detector.model_folder import Calibration, sigmoid
+from detector.fusion import sigmoid
+from detector.model_folder import Calibration
 from detector.results import CalibrationInfo, verdict_at
 from detector.store import Store, write_audit
 from detector.timestamps import utc_now

@@ -14,7 +14,8 @@ from detector.alignment.recipe import AlignmentRecipe
 from detector.alignment.store import FEATURES_DIR
 from detector.errors import ModelFolderError
 from detector.gallery import Gallery, UploadFile
-from detector.model_folder import Calibration, Fusion
+from detector.fusion import Fusion
+from detector.model_folder import Calibration
 from detector.pipeline import Detector
 from tests.alignment_scenes import listing_photo, other_product, studio_product
 from tests.synthetic import encode, product_photo

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from detector.errors import ModelFolderError
+from detector.fusion import Shape, sigmoid
 from detector.model_folder import (WEIGHTS_FILE, Calibration, ModelConfig, build_net, default_model_path, load_model,
                                    save_model_folder)
 from tests.synthetic import product_image
@@ -150,3 +151,41 @@ def test_a_weights_file_without_the_heads_is_rejected(tmp_path, zero_shot):
     save_file(state, str(tmp_path / "m" / WEIGHTS_FILE))
     with pytest.raises(ModelFolderError, match="patch_head"):
         load_model(tmp_path / "m")
+
+
+def test_a_shape_is_a_step_function_and_a_calibration_with_shapes_round_trips():
+    shape = Shape((1.0, 2.0), (-1.0, 0.0, 3.0))
+    assert [shape(x) for x in (0.5, 1.0, 1.5, 2.0, 9.0)] == [-1.0, 0.0, 0.0, 3.0, 3.0]
+    data = {"features": ["brand_margin"], "weights": [1.0], "bias": 0.5, "extra": {"default_other_similarity": 0.7},
+            "shapes": {"brand_margin": {"thresholds": [0.0, 0.1], "values": [2.0, 0.0, -1.0]}},
+            "thresholds": {"suspicious": 0.5, "counterfeit": 0.9}}
+    calibration = Calibration.from_dict(data, source="c")
+    assert calibration.fuse({"brand_margin": 0.05}) == pytest.approx(sigmoid(0.5))
+    assert calibration.fuse({"brand_margin": -0.2}) == pytest.approx(sigmoid(2.5))
+    assert Calibration.from_dict(calibration.to_dict(), source="round trip") == calibration
+
+
+@pytest.mark.parametrize("shape, weight, message", [
+    ({"thresholds": [0.1, 0.0], "values": [2.0, 1.0, 0.0]}, 1.0, "thresholds must increase"),
+    ({"thresholds": [0.0], "values": [1.0]}, 1.0, "1 thresholds need 2 values"),
+    ({"thresholds": [0.0], "values": [0.0, 1.0]}, 1.0, "values must fall with the signal"),
+    ({"thresholds": [0.0], "values": [1.0, float("nan")]}, 1.0, "finite"),
+    ({"thresholds": [0.0], "values": [1.0, 0.0]}, -1.0, "must not be negative"),
+])
+def test_a_shape_that_breaks_its_signals_meaning_is_refused_at_load(shape, weight, message):
+    data = {"features": ["brand_margin"], "weights": [weight], "bias": 0.0, "extra": {"default_other_similarity": 0.7},
+            "shapes": {"brand_margin": shape}, "thresholds": {"suspicious": 0.5, "counterfeit": 0.9}}
+    with pytest.raises(ModelFolderError, match=message):
+        Calibration.from_dict(data, source="c")
+    aligned = {**data, "shapes": {}, "aligned": {"features": ["brand_margin"], "weights": [weight], "bias": 0.0,
+                                                 "shapes": {"brand_margin": shape}}}
+    with pytest.raises(ModelFolderError, match="aligned: .*" + message):
+        Calibration.from_dict(aligned, source="c")
+
+
+def test_a_shape_of_a_signal_the_fusion_does_not_read_is_refused():
+    data = {"features": ["brand_margin"], "weights": [1.0], "bias": 0.0, "extra": {"default_other_similarity": 0.7},
+            "shapes": {"brand_similarity": {"thresholds": [], "values": [0.0]}},
+            "thresholds": {"suspicious": 0.5, "counterfeit": 0.9}}
+    with pytest.raises(ModelFolderError, match="does not read"):
+        Calibration.from_dict(data, source="c")

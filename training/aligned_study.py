@@ -1,7 +1,7 @@
 """Refit the calibration with aligned verification and measure it against the shipped one.
 
     python -m training.aligned_study --calibration-data SYN1 --benchmark SYN0 \\
-        --real ../shared/datasets/grocery-store --out docs/results/aligned-verification [--model-out FOLDER]
+        --real ../shared/datasets/grocery-store --out docs/results/aligned-verification [--fusion linear] [--model-out FOLDER]
 
 1. Every photo of the three datasets is scored by the shipped model with alignment (rows cached in
    ``--rows``, reused with ``--reuse``).
@@ -9,7 +9,8 @@
    brands and half the real set's brands, judged on the calibration set's other brands and, cross-
    fitted, on the real set's other half.
 3. The calibration is refitted on the whole calibration set and the whole real set with the chosen
-   signals.
+   signals. Selection and refit are additive fusions (a monotone shape per signal, ``training.additive``;
+   ``shapes.png`` draws the refit's) or, with ``--fusion linear``, a weight per signal.
 4. Before (shipped calibration) and after are compared on the benchmark's brands (never used for
    fitting or selection; after: the refitted calibration) and on the real set (after: each brand
    scored by the fit on the calibration set and the real half without it): ROC-AUC with a paired
@@ -33,7 +34,7 @@ from detector.fsutil import atomic_write_bytes
 from detector.model_folder import load_model
 from detector.signals import ALIGNMENT_SIGNALS, signal
 from training.benchmarks import genuine_and
-from training.calibrate import fit_calibration, write_calibrated_model
+from training.calibrate import FUSIONS, fit_calibration, write_calibrated_model
 from training.signal_selection import cross_fitted, select_aligned_signals
 
 
@@ -95,7 +96,7 @@ def measure(rows: list[dict], before_calibration, after: list[float]) -> dict[st
 def _markdown(report: dict[str, Any]) -> str:
     selection = report["selection"]
     lines = ["# Aligned verification: shipped calibration (before) against the refitted one (after)", "",
-             f"Chosen alignment signals: {selection['chosen'] or 'none'}. Selection (fitted on "
+             f"Refit: {selection['fusion']} fusion. Chosen alignment signals: {selection['chosen'] or 'none'}. Selection (fitted on "
              f"{selection['fit_photos']} photos of the calibration set's train brands and half the real set's brands; "
              f"ROC-AUC on the calibration set's other brands' {selection['held_out_photos']} photos / on the real set, "
              "each half scored by the fit on the other):", "",
@@ -155,6 +156,32 @@ def _plot(out: Path, report: dict[str, Any]) -> None:
     plt.close(fig)
 
 
+def _plot_shapes(out: Path, calibration) -> None:
+    """``shapes.png``: what each signal adds to the logit of a photo that aligned (none for a linear fusion)."""
+    fusion = calibration.aligned or calibration.embedding_fusion
+    if not fusion.shapes:
+        (out / "shapes.png").unlink(missing_ok=True)
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(fusion.shapes), figsize=(3.2 * len(fusion.shapes), 3), squeeze=False)
+    for ax, (name, shape) in zip(axes[0], fusion.shapes.items()):
+        t = np.array(shape.thresholds)
+        span = (t[-1] - t[0]) if len(t) > 1 else 1.0
+        x = np.r_[t[0] - 0.1 * span, np.repeat(t, 2), t[-1] + 0.1 * span] if len(t) else np.array([0.0, 1.0])
+        ax.plot(x, np.repeat(shape.values, 2), lw=1.5)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("signal value")
+        ax.axhline(0, color="grey", lw=0.5)
+    axes[0][0].set_ylabel("added to the logit")
+    fig.tight_layout()
+    fig.savefig(out / "shapes.png", dpi=110)
+    plt.close(fig)
+
+
 def write_examples(out: Path, rows: list[dict], root: Path, calibration, *, per_kind: int = 3) -> list[str]:
     """``examples/<kind>.png``: for each kind, aligned photos at the median of that kind's scores and
     around it, each beside the reference it was compared with, its heatmap over it."""
@@ -209,6 +236,8 @@ def main() -> None:
     parser.add_argument("--benchmark", type=Path, required=True, help="a synthetic set of other brands, only measured")
     parser.add_argument("--real", type=Path, required=True, help="a set of real photos, for selection and measurement")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--fusion", choices=FUSIONS, default="additive",
+                        help="additive: a monotone shape per signal (default); linear: a weight per signal")
     parser.add_argument("--model-out", type=Path, default=None, help="write the refitted model folder here")
     parser.add_argument("--rows", type=Path, default=None, help="where the scored rows are cached (default: --out)")
     parser.add_argument("--reuse", action="store_true", help="reuse rows cached by an earlier run")
@@ -221,16 +250,17 @@ def main() -> None:
     base = list(model.calibration.features)
     fit = [r for r in rows["calibration"] if r["split"] == "train"]
     held_out = [r for r in rows["calibration"] if r["split"] != "train"]
-    selection = select_aligned_signals(fit, held_out, rows["real"], base=base, candidates=sorted(ALIGNMENT_SIGNALS))
+    selection = select_aligned_signals(fit, held_out, rows["real"], base=base, candidates=sorted(ALIGNMENT_SIGNALS),
+                                       fusion=args.fusion)
     calibration = fit_calibration(
-        rows["calibration"] + rows["real"], base, aligned_features=selection.chosen or None,
+        rows["calibration"] + rows["real"], base, aligned_features=selection.chosen or None, fusion=args.fusion,
         notes=f"Fitted by: python -m training.aligned_study --calibration-data {args.calibration_data} --real {args.real} "
-              f"(every photo of both); alignment signals chosen by forward selection on the calibration set's val/test "
-              f"brands and, cross-fitted, {args.real}. Class-balanced logistic fusions; suspicious at 5% and counterfeit "
-              "at 1% FPR on their genuine photos.")
-    _, real_after = cross_fitted(rows["calibration"], rows["real"], base=base, aligned=selection.chosen)
+              f"--fusion {args.fusion} (every photo of both); alignment signals chosen by forward selection on the "
+              f"calibration set's val/test brands and, cross-fitted, {args.real}. Class-balanced {args.fusion} logistic "
+              "fusions; suspicious at 5% and counterfeit at 1% FPR on their genuine photos.")
+    _, real_after = cross_fitted(rows["calibration"], rows["real"], base=base, aligned=selection.chosen, fusion=args.fusion)
     report = {
-        "selection": {"chosen": selection.chosen, "baseline": selection.baseline, "figures": selection.figures,
+        "selection": {"fusion": args.fusion, "chosen": selection.chosen, "baseline": selection.baseline, "figures": selection.figures,
                       "steps": selection.steps, "fit_photos": len(fit), "held_out_photos": len(held_out)},
         "calibration": calibration.to_dict(),
         "benchmark": {"data": str(args.benchmark), **measure(
@@ -240,6 +270,7 @@ def main() -> None:
     atomic_write_bytes(args.out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
     atomic_write_bytes(args.out / "report.md", _markdown(report).encode())
     _plot(args.out, report)
+    _plot_shapes(args.out, calibration)
     write_examples(args.out, rows["benchmark"], args.benchmark, calibration)
     if args.model_out:
         write_calibrated_model(model, calibration, args.model_out)

@@ -17,9 +17,11 @@ import numpy as np
 from detector.evaluation.metrics import threshold_at_fpr
 from detector.errors import InvalidInputError
 from detector.fsutil import atomic_write_bytes
-from detector.model_folder import (REQUIRED_FILES, WEIGHTS_FILE, Calibration, Fusion, LoadedModel,
+from detector.fusion import Fusion
+from detector.model_folder import (REQUIRED_FILES, WEIGHTS_FILE, Calibration, LoadedModel,
                                    default_model_path, load_model)
 from detector.signals import ALIGNMENT_SIGNALS, SIGNALS, signal
+from training.additive import fit_additive_fusions
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iterations: int = 100,
@@ -110,17 +112,26 @@ def validate_features(features: list[str], aligned_features: list[str] | None, *
             raise InvalidInputError(f"{name} names a signal twice")
 
 
+FUSIONS = ("linear", "additive")
+
+
 def fit_calibration(rows: list[dict[str, Any]], features: list[str], *, aligned_features: list[str] | None = None,
-                    suspicious_fpr: float = 0.05, counterfeit_fpr: float = 0.01, top_k: int = 3,
+                    fusion: str = "linear", suspicious_fpr: float = 0.05, counterfeit_fpr: float = 0.01, top_k: int = 3,
                     aggregation: str = "max", notes: str = "") -> Calibration:
     """Without ``aligned_features``, the embedding fusion is fitted on every row. With them, both fusions are
     fitted together (``fit_aligned_fusions``): the aligned one scores photos that aligned, the embedding one
-    (with the bias of a photo that did not align) the others. Thresholds come from both, as a check uses them."""
+    (with the bias of a photo that did not align) the others. ``fusion``: "linear" (a weight per signal) or
+    "additive" (a monotone shape per signal, ``training.additive``). Thresholds come from both fusions, as a
+    check uses them."""
+    if fusion not in FUSIONS:
+        raise InvalidInputError(f"fusion must be one of {FUSIONS}, not {fusion!r}")
     aligned_rows = [r for r in rows if r.get("aligned")]
     aligned = None
-    if aligned_features:
-        if len({int(r["label"]) for r in aligned_rows}) < 2:
-            raise InvalidInputError("no aligned fusion: the aligned photos are not both genuine and counterfeit")
+    if aligned_features and len({int(r["label"]) for r in aligned_rows}) < 2:
+        raise InvalidInputError("no aligned fusion: the aligned photos are not both genuine and counterfeit")
+    if fusion == "additive":
+        embedding, aligned = fit_additive_fusions(rows, features, aligned_features or [])
+    elif aligned_features:
         embedding, aligned = fit_aligned_fusions(rows, features, aligned_features)
     else:
         embedding = fit_fusion(rows, features)
@@ -134,7 +145,7 @@ def fit_calibration(rows: list[dict[str, Any]], features: list[str], *, aligned_
         high_block_peak = round(float(np.percentile([float(r["aligned_block_peak"]) for r in aligned_rows
                                                      if int(r["label"]) == 0], 95)), 6)
     fitted = Calibration(features=embedding.features, weights=embedding.weights, bias=embedding.bias,
-                         suspicious_threshold=0.0, counterfeit_threshold=0.0, aligned=aligned)
+                         suspicious_threshold=0.0, counterfeit_threshold=0.0, aligned=aligned, shapes=embedding.shapes)
     # thresholds are set on exactly the score the service computes
     y = np.array([int(r["label"]) for r in rows])
     scores = np.array([fitted.fuse(r, aligned=bool(r.get("aligned"))) for r in rows])
@@ -148,7 +159,7 @@ def fit_calibration(rows: list[dict[str, Any]], features: list[str], *, aligned_
         default_other_similarity=round(float(np.median([float(r["other_brand_similarity"]) for r in genuine])), 6),
         # informational flag: below the 1st percentile of genuine photos' similarity
         low_similarity=round(float(np.percentile([float(r["brand_similarity"]) for r in genuine], 1)), 6),
-        high_patch_anomaly=high_patch_anomaly, high_block_peak=high_block_peak, aligned=aligned,
+        high_patch_anomaly=high_patch_anomaly, high_block_peak=high_block_peak, aligned=aligned, shapes=embedding.shapes,
         extra={"suspicious_fpr_target": suspicious_fpr, "counterfeit_fpr_target": counterfeit_fpr, "fitted_on": len(rows),
                **({"aligned_fitted_on": len(aligned_rows)} if aligned is not None else {})},
     )

@@ -37,7 +37,7 @@ def cmd_calibrate(args) -> None:
     aligned = args.aligned_features.split(",") if args.aligned_features else None
     validate_features(features, aligned, produced=model.config.signals)  # before the dataset is scored
     rows = evaluate_rows(args.data, model, align=aligned is not None)
-    calibration = fit_calibration(rows, features, aligned_features=aligned,
+    calibration = fit_calibration(rows, features, aligned_features=aligned, fusion=args.fusion,
                                   suspicious_fpr=args.suspicious_fpr, counterfeit_fpr=args.counterfeit_fpr,
                                   notes=args.notes or f"fitted on {args.data}")
     if args.out:
@@ -106,6 +106,8 @@ def register(commands) -> None:
     p.add_argument("--aligned-features", default=None, metavar="SIGNALS",
                    help="alignment signals added to the embedding fusion for photos that align with a reference "
                         "(default: none, no aligned fusion)")
+    p.add_argument("--fusion", choices=("linear", "additive"), default="linear",
+                   help="linear: a weight per signal; additive: a monotone shape per signal, fitted by boosting")
     p.add_argument("--suspicious-fpr", type=float, default=0.05)
     p.add_argument("--counterfeit-fpr", type=float, default=0.01)
     p.add_argument("--out", default=None, metavar="FOLDER",

@@ -46,26 +46,27 @@ def real_folds(real_rows: list[dict[str, Any]], folds: int = REAL_FOLDS) -> list
 
 
 def cross_fitted(fit_rows: list[dict[str, Any]], real_rows: list[dict[str, Any]], *, base: list[str],
-                 aligned: list[str]) -> tuple[list[Calibration], list[float]]:
+                 aligned: list[str], fusion: str = "linear") -> tuple[list[Calibration], list[float]]:
     """Each fold's calibration (fitted on ``fit_rows`` and its real rows), and each real row's score (in
     ``real_rows``' order) by the calibration that did not see its brand."""
     calibrations, scores = [], {}
     for fit_real, judged in real_folds(real_rows):
-        calibration = fit_calibration(fit_rows + fit_real, base, aligned_features=aligned or None)
+        calibration = fit_calibration(fit_rows + fit_real, base, aligned_features=aligned or None, fusion=fusion)
         calibrations.append(calibration)
         scores.update({id(r): calibration.fuse(r, aligned=bool(r.get("aligned"))) for r in judged})
     return calibrations, [scores[id(r)] for r in real_rows]
 
 
 def select_aligned_signals(fit_rows: list[dict], held_out_rows: list[dict], real_rows: list[dict], *,
-                           base: list[str], candidates: list[str]) -> Selection:
+                           base: list[str], candidates: list[str], fusion: str = "linear") -> Selection:
     """Start from the embedding fusion of ``base``; add to it, one at a time, the candidate that raises the
     held-out ROC-AUC (the folds' mean) most, while it raises it by at least ``MIN_GAIN`` and costs the
-    real set at most ``MAX_REAL_LOSS``. With no candidate chosen there is no aligned fusion."""
+    real set at most ``MAX_REAL_LOSS``. With no candidate chosen there is no aligned fusion. Every fit is
+    of the kind ``fusion`` names (``training.calibrate.fit_calibration``)."""
     chosen: list[str] = []
 
     def figures(extra: list[str]) -> dict[str, float | None]:
-        calibrations, real_scores = cross_fitted(fit_rows, real_rows, base=base, aligned=extra)
+        calibrations, real_scores = cross_fitted(fit_rows, real_rows, base=base, aligned=extra, fusion=fusion)
         return {"held_out": float(np.mean([listing_auc(c, held_out_rows) for c in calibrations])),
                 "real": roc_auc([r["label"] for r in real_rows], real_scores)}
 

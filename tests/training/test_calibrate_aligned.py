@@ -22,7 +22,8 @@ def _write(path: Path, image) -> None:
     path.write_bytes(encode(image, "JPEG", quality=92))
 
 
-def test_calibrate_an_aligned_fusion_and_evaluate_with_it(tmp_path):
+@pytest.mark.parametrize("fusion", ["linear", "additive"])
+def test_calibrate_an_aligned_fusion_and_evaluate_with_it(tmp_path, fusion):
     data = tmp_path / "data"
     for i in range(2):
         _write(data / "acme" / "references" / f"r{i}.jpg", studio_product(seed=i))
@@ -32,13 +33,18 @@ def test_calibrate_an_aligned_fusion_and_evaluate_with_it(tmp_path):
         _write(data / "acme" / "counterfeit" / "logo" / f"c{i}.jpg", listing_photo(studio_product(seed=i % 2, tampered=True), 20 + i)[0])
         _write(data / "orbit" / "genuine" / f"g{i}.jpg", listing_photo(other_product(seed=i % 2), 30 + i)[0])
     model = tmp_path / "model"
-    subprocess.run([CFD, "calibrate", "--data", str(data), "--aligned-features", "aligned_block_peak",
+    subprocess.run([CFD, "calibrate", "--data", str(data), "--aligned-features", "aligned_block_peak", "--fusion", fusion,
                     "--out", str(model), "-q"], check=True, capture_output=True, text=True, timeout=600)
     calibration = json.loads((model / "calibration.json").read_text())
     # the embedding fusion as it is, plus the alignment signal
     assert calibration["aligned"]["features"] == [*calibration["features"], "aligned_block_peak"]
     assert calibration["aligned"]["weights"][:-1] == calibration["weights"]
-    assert calibration["aligned"]["weights"][-1] > 0  # a block that stands out raises the score
+    if fusion == "linear":
+        assert calibration["aligned"]["weights"][-1] > 0  # a block that stands out raises the score
+    else:  # each signal through its shape, the embedding signals' shapes shared
+        assert {k: v for k, v in calibration["aligned"]["shapes"].items() if k != "aligned_block_peak"} == calibration["shapes"]
+        values = calibration["aligned"]["shapes"]["aligned_block_peak"]["values"]
+        assert values[-1] > values[0]
     assert calibration["extra"]["aligned_fitted_on"] > 0 and calibration["extra"]["high_block_peak"] > 0
     report = tmp_path / "report"
     out = subprocess.run([CFD, "evaluate", "--data", str(data), "--model", str(model), "--out", str(report), "-q"],
