@@ -103,10 +103,10 @@ _TYPED_EXTRA = ("default_other_similarity", "low_similarity", "high_patch_anomal
 class Calibration:
     """Logistic fusion of per-photo signals into a counterfeit probability, plus thresholds.
 
-    ``features``/``weights``/``bias`` (and ``shapes``, see ``detector.fusion``) fuse the embedding signals; ``aligned``, when present, fuses
-    the signals of a photo that aligned with a reference (see ``detector.alignment``), and the
-    embedding fusion then scores photos that did not align (its bias is theirs: both are fitted
-    together)."""
+    ``features``/``weights``/``bias`` (and ``shapes``, see ``detector.fusion``) fuse the embedding
+    signals; ``aligned``, when present, fuses the signals of a photo that aligned with a reference
+    (see ``detector.alignment``), and the embedding fusion then scores photos that did not align (its
+    bias is theirs: both are fitted together)."""
 
     features: tuple[str, ...]
     weights: tuple[float, ...]

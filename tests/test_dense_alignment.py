@@ -2,6 +2,8 @@
 still placed on its reference (where the test's own homography says), compared, and a recoloured
 emblem stands out; another product is refused, and the failure says why."""
 
+import gc
+
 import cv2
 import numpy as np
 import pytest
@@ -100,6 +102,12 @@ def test_two_references_are_fitted_onto_each_other_once_while_they_stay_loaded(r
     again = [verify(view, {4: reference, 5: own}, RECIPE) for view in views]
     assert reference.fits_onto[id(own)] is held
     assert [r.signals for r in again] == [r.signals for r in first] and all(r.reference_id == 5 for r in again)
+    # a reference unloaded since (another object now) leaves no entry behind once the next fit is kept
+    del own, held
+    gc.collect()
+    other = reference_features(photo_view(restaged(plain_product(colourway=1), 30, (50, 30), 0.85), RECIPE), RECIPE)
+    verify(views[0], {4: reference, 5: other}, RECIPE)
+    assert id(other) in reference.fits_onto and all(ref() is not None for ref, _, _ in reference.fits_onto.values())
 
 
 def test_a_placement_on_another_colourway_that_correlates_too_little_moves_to_the_own_one():

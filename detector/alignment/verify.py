@@ -142,11 +142,14 @@ def _carried(homography: np.ndarray, reference: ReferenceFeatures, other: Refere
 def _between(reference: ReferenceFeatures, other: ReferenceFeatures, recipe: AlignmentRecipe) -> np.ndarray | None:
     """The two references' own keypoint fit (None: they do not align), fitted once per pair while both
     stay loaded (``ReferenceFeatures.fits_onto``)."""
-    held = reference.fits_onto.get(id(other))
+    memo = reference.fits_onto
+    held = memo.get(id(other))
     if held is None or held[0]() is not other or held[1] != recipe:
         fit = align(reference.view, other.view, recipe)
         between = fit.homography if fit.homography is not None and fit.inliers >= recipe.min_inliers else None
-        held = reference.fits_onto[id(other)] = (weakref.ref(other), recipe, between)
+        for gone in [key for key, (ref, _, _) in memo.items() if ref() is None]:
+            del memo[gone]  # references unloaded since: the memo holds no more than the live ones
+        held = memo[id(other)] = (weakref.ref(other), recipe, between)
     return held[2]
 
 
