@@ -23,6 +23,10 @@ class Alignment:
     def inlier_ratio(self) -> float:
         return self.inliers / self.matches if self.matches else 0.0
 
+    def holds(self, recipe: AlignmentRecipe) -> bool:
+        """A fit with enough geometric inliers to count as a view of the reference."""
+        return self.homography is not None and self.inliers >= recipe.min_inliers
+
 
 def align(photo: View, reference: View, recipe: AlignmentRecipe) -> Alignment:
     if len(photo.points) < 4 or len(reference.points) < 4:

@@ -57,9 +57,9 @@ def verify(photo: View, candidates: dict[int, ReferenceFeatures], recipe: Alignm
         return Verification(None, 0, 0.0, None, "no reference of the brand has alignment features")
     tried = {rid: align(photo, features.view, recipe) for rid, features in candidates.items()}
     best_id, best = max(tried.items(), key=lambda item: item[1].inliers)
-    if best.homography is not None and best.inliers >= recipe.min_inliers:
-        contenders = sorted((item for item in tried.items() if item[1].homography is not None
-                             and item[1].inliers >= max(recipe.min_inliers, recipe.compared_inliers * best.inliers)),
+    if best.holds(recipe):
+        contenders = sorted((item for item in tried.items()
+                             if item[1].holds(recipe) and item[1].inliers >= recipe.compared_inliers * best.inliers),
                             key=lambda item: -item[1].inliers)[: recipe.compared]
         # The photo is judged against the reference it resembles most (a brand's colourways share one
         # geometry, so inliers alone cannot tell which one was photographed); only that fit is refined.
@@ -114,8 +114,7 @@ def _own_colourway(photo: View, candidates: dict[int, ReferenceFeatures], tried:
         if other == rid:
             continue
         alignment = tried[other]
-        own_fit = alignment.homography is not None and alignment.inliers >= recipe.min_inliers
-        start = alignment.homography if own_fit else _carried(fit.homography, candidates[rid], features, recipe)
+        start = alignment.homography if alignment.holds(recipe) else _carried(fit.homography, candidates[rid], features, recipe)
         if (d := colour_distance(photo, features, start, recipe)) < recipe.colourway_margin * distance:
             closer.append((d, other, start))
     if not closer:
@@ -146,7 +145,7 @@ def _between(reference: ReferenceFeatures, other: ReferenceFeatures, recipe: Ali
     held = memo.get(id(other))
     if held is None or held[0]() is not other or held[1] != recipe:
         fit = align(reference.view, other.view, recipe)
-        between = fit.homography if fit.homography is not None and fit.inliers >= recipe.min_inliers else None
+        between = fit.homography if fit.holds(recipe) else None
         for gone in [key for key, (ref, _, _) in memo.items() if ref() is None]:
             del memo[gone]  # references unloaded since: the memo holds no more than the live ones
         held = memo[id(other)] = (weakref.ref(other), recipe, between)
