@@ -18,6 +18,7 @@ import numpy as np
 from detector.errors import InvalidInputError
 from detector.fusion import Fusion, Shape
 from detector.signals import signal
+from training.balance import class_balanced
 
 BINS = 32  # quantile bins per signal: the most steps a shape can have
 ITERATIONS = 500
@@ -77,7 +78,7 @@ def _codes(column: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 def _boost(codes: np.ndarray, y: np.ndarray, sizes: list[int], signs: np.ndarray) -> list[np.ndarray]:
     """Per signal, the value of each bin and (last) of a missing value."""
-    weight = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+    weight = class_balanced(y)
     smallest = MIN_LEAF * weight.sum()
     values = [np.zeros(size + 2) for size in sizes]
     logit = np.zeros(len(y))

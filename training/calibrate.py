@@ -22,6 +22,7 @@ from detector.model_folder import (REQUIRED_FILES, WEIGHTS_FILE, Calibration, Lo
                                    default_model_path, load_model)
 from detector.signals import ALIGNMENT_SIGNALS, SIGNALS, signal
 from training.additive import fit_additive_fusions
+from training.balance import class_balanced
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iterations: int = 100,
@@ -33,7 +34,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iterations: 
         raise ValueError("calibration needs both genuine and counterfeit examples")
     mean, std = x.mean(0), x.std(0) + 1e-9
     z = (x - mean) / std
-    sample_weight = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+    sample_weight = class_balanced(y)
     active = np.ones(x.shape[1], bool)
     for _ in range(x.shape[1] + 1):
         w, b = np.zeros(active.sum()), 0.0
