@@ -47,6 +47,10 @@ def _rng(seed: int, *parts: int) -> tuple[np.random.Generator, int]:
     return np.random.default_rng(image_seed), image_seed
 
 
+def render_size(config: SynthConfig) -> int:
+    return max(RENDER_SIZE, config.size)
+
+
 def make_brands(config: SynthConfig) -> list[Brand]:
     return [make_brand(_rng(config.seed, 1000, b)[0], b) for b in range(config.brands)]
 
@@ -93,7 +97,7 @@ def generate(out: str | Path, config: SynthConfig = SynthConfig(), *, contact_sh
                 else:
                     look = brand.look(colourway)
                     folder = f"{brand.slug}/{role}"
-                product = render_product(_tolerance(look, rng), max(RENDER_SIZE, config.size), rng)
+                product = render_product(_tolerance(look, rng), render_size(config), rng)
                 data = studio_shot(product, rng, config.size) if role == "references" else phone_photo(product, rng, config.size)
                 relative = f"{folder}/{role[:3]}_{k:03d}.jpg"
                 atomic_write_bytes(out / relative, data)

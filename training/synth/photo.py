@@ -2,7 +2,8 @@
 
 Listing photos of genuine and counterfeit items go through the same nuisance distribution:
 background, perspective, rotation, crop, lighting, colour temperature, blur, noise, JPEG 55-95,
-occlusion.
+occlusion. The same draws without the nuisances give the photo's pose alone, on a studio background:
+a reference at exactly the listing photo's pose (the aligned-verification ceiling study).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import io
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+STUDIO_GREY = 245  # the plain background of a photo drawn without nuisances
 
 
 def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
@@ -81,8 +84,26 @@ def _perspective_coeffs(src, dst):
     return np.linalg.solve(a, b).tolist()
 
 
-def phone_photo(product: Image.Image, rng: np.random.Generator, size: int) -> bytes:
+def _occluder(rng: np.random.Generator, size: int) -> tuple[tuple[float, float, float, float], tuple[int, ...]] | None:
+    """A finger or an object at the edge (35% of photos): its ellipse and colour, or None."""
+    if rng.random() >= 0.35:
+        return None
+    side = rng.integers(0, 4)
+    w, h = size * rng.uniform(0.12, 0.25), size * rng.uniform(0.25, 0.45)
+    # both lists are built whole: every uniform is drawn whichever side is taken
+    cx = [rng.uniform(0.2, 0.8) * size, size, rng.uniform(0.2, 0.8) * size, 0][side]
+    cy = [size, rng.uniform(0.2, 0.8) * size, 0, rng.uniform(0.2, 0.8) * size][side]
+    skin = tuple(int(c) for c in rng.choice([[224, 172, 140], [198, 134, 66], [141, 85, 36], [255, 219, 172]]))
+    return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), skin
+
+
+def phone_photo(product: Image.Image, rng: np.random.Generator, size: int, *, nuisances: bool = True) -> bytes:
+    """A listing photo of ``product``. With ``nuisances=False`` the same draws are made (so the pose is
+    the one the listing photo gets from the same generator state), but only the pose is applied (size,
+    perspective, turn, position, crop), on a plain studio background, encoded at JPEG 95."""
     canvas = _background(rng, size)
+    if not nuisances:
+        canvas = Image.new("RGB", (size, size), (STUDIO_GREY,) * 3)
     scale = rng.uniform(0.6, 1.0)
     item_size = int(size * scale)
     item = product.resize((item_size, item_size), Image.Resampling.BICUBIC)
@@ -96,18 +117,15 @@ def phone_photo(product: Image.Image, rng: np.random.Generator, size: int) -> by
     x = (size - item.width) // 2 + int(rng.integers(-max_off, max_off + 1))
     y = (size - item.height) // 2 + int(rng.integers(-max_off, max_off + 1))
     canvas.paste(item, (x, y), item)
-    if rng.random() < 0.35:  # occlusion: a finger or an object at the edge
-        draw = ImageDraw.Draw(canvas)
-        side = rng.integers(0, 4)
-        w, h = size * rng.uniform(0.12, 0.25), size * rng.uniform(0.25, 0.45)
-        cx = [rng.uniform(0.2, 0.8) * size, size, rng.uniform(0.2, 0.8) * size, 0][side]
-        cy = [size, rng.uniform(0.2, 0.8) * size, 0, rng.uniform(0.2, 0.8) * size][side]
-        skin = tuple(int(c) for c in rng.choice([[224, 172, 140], [198, 134, 66], [141, 85, 36], [255, 219, 172]]))
-        draw.ellipse((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), fill=skin)
+    occluder = _occluder(rng, size)
+    if occluder is not None and nuisances:
+        ImageDraw.Draw(canvas).ellipse(occluder[0], fill=occluder[1])
     if rng.random() < 0.3:  # crop and re-frame
         c = int(size * rng.uniform(0.05, 0.15))
         left, top = int(rng.integers(0, c + 1)), int(rng.integers(0, c + 1))
         canvas = canvas.crop((left, top, left + size - c, top + size - c)).resize((size, size), Image.Resampling.BICUBIC)
+    if not nuisances:
+        return _encode_jpeg(canvas, 95)
     array = np.asarray(canvas, np.float32)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     light = rng.uniform(0.65, 1.15) + rng.uniform(-0.3, 0.3) * (xx - 0.5) + rng.uniform(-0.3, 0.3) * (yy - 0.5)
