@@ -57,3 +57,19 @@ def test_ranking_metrics_match_scikit_learn(seed):
     scores = np.round(rng.normal(labels * 0.7, 1.0), 1)
     assert roc_auc(labels, scores) == pytest.approx(sklearn_metrics.roc_auc_score(labels, scores), abs=1e-12)
     assert average_precision(labels, scores) == pytest.approx(sklearn_metrics.average_precision_score(labels, scores), abs=1e-12)
+
+
+def test_auc_interval_holds_the_auc_and_narrows_with_more_photos():
+    from detector.evaluation.metrics import auc_interval
+
+    rng = np.random.default_rng(0)
+
+    def interval(n):
+        labels = np.r_[np.zeros(n), np.ones(n)]
+        return auc_interval(labels, labels + rng.normal(0, 1.0, 2 * n), resamples=300)
+
+    small, large = interval(30), interval(600)
+    for result in (small, large):
+        assert result["ci95"][0] <= result["roc_auc"] <= result["ci95"][1]
+    assert large["ci95"][1] - large["ci95"][0] < 0.5 * (small["ci95"][1] - small["ci95"][0])
+    assert auc_interval([0, 0, 0], [0.1, 0.2, 0.3]) == {"roc_auc": None, "ci95": None, "resamples": 0}

@@ -91,19 +91,33 @@ def confusion(labels, verdicts: list[str]) -> dict[str, dict[str, int]]:
     return table
 
 
+def _resamples(labels: np.ndarray, resamples: int, seed: int):
+    """Bootstrap resamples of photo indices, genuine and counterfeit photos resampled separately."""
+    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    rng = np.random.default_rng(seed)
+    for _ in range(resamples):
+        yield np.r_[rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))]
+
+
+def auc_interval(labels, scores, *, resamples: int = 1000, seed: int = 0) -> dict:
+    """ROC-AUC with a 95% bootstrap interval."""
+    labels, scores = np.asarray(labels, dtype=np.int64), np.asarray(scores, np.float64)
+    if not (labels == 1).any() or not (labels == 0).any():
+        return {"roc_auc": None, "ci95": None, "resamples": 0}
+    values = [roc_auc(labels[pick], scores[pick]) for pick in _resamples(labels, resamples, seed)]
+    low, high = np.percentile(values, [2.5, 97.5])
+    return {"roc_auc": roc_auc(labels, scores), "ci95": [float(low), float(high)], "resamples": resamples}
+
+
 def paired_auc_difference(labels, ours, theirs, *, resamples: int = 1000, seed: int = 0) -> dict:
     """ROC-AUC of ``ours`` minus ``theirs`` on the same photos, with a 95% paired bootstrap interval
     (genuine and counterfeit photos resampled separately, both models on the same resample)."""
     labels = np.asarray(labels, dtype=np.int64)
     ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
-    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    if len(positives) == 0 or len(negatives) == 0:
+    if not (labels == 1).any() or not (labels == 0).any():
         return {"difference": None, "ci95": None, "resamples": 0}
-    rng = np.random.default_rng(seed)
-    differences = []
-    for _ in range(resamples):
-        pick = np.r_[rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))]
-        differences.append(roc_auc(labels[pick], ours[pick]) - roc_auc(labels[pick], theirs[pick]))
+    differences = [roc_auc(labels[pick], ours[pick]) - roc_auc(labels[pick], theirs[pick])
+                   for pick in _resamples(labels, resamples, seed)]
     low, high = np.percentile(differences, [2.5, 97.5])
     return {"difference": roc_auc(labels, ours) - roc_auc(labels, theirs), "ci95": [float(low), float(high)],
             "resamples": resamples}
