@@ -101,7 +101,7 @@ def phone_photo(product: Image.Image, rng: np.random.Generator, size: int, *, nu
     """A listing photo of ``product``. With ``nuisances=False`` the same draws are made (so the pose is
     the one the listing photo gets from the same generator state), but only the pose is applied (size,
     perspective, turn, position, crop), on a plain studio background, encoded at JPEG 95."""
-    canvas = _background(rng, size)
+    canvas = _background(rng, size)  # drawn either way: the pose's draws follow the background's
     if not nuisances:
         canvas = Image.new("RGB", (size, size), (STUDIO_GREY,) * 3)
     scale = rng.uniform(0.6, 1.0)
