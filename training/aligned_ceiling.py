@@ -38,10 +38,12 @@ from detector import progress
 from detector.alignment.compare import compare
 from detector.alignment.features import photo_view, reference_features
 from detector.alignment.recipe import DEFAULT_RECIPE
-from detector.evaluation.metrics import auc_interval, roc_auc
+from detector.evaluation.metrics import auc_interval
 from detector.fsutil import atomic_write_bytes
 from detector.images import load_image
-from detector.signals import ALIGNMENT_SIGNALS, signal
+from detector.signals import signal
+from training.aligned_study import aligned_signal_aucs, stacked_png
+from training.benchmarks import Keep
 from training.synth.defects import KINDS, SEVERITIES
 from training.synth.generate import SynthConfig
 from training.synth.twins import Twins, counterfeit_twins
@@ -82,10 +84,10 @@ def measure_twins(twins: Twins) -> dict[str, Any]:
             "visible_pixels": {f"{t:g}": int((defect > t).sum()) for t in VISIBLE_DELTA_E}, **signals}
 
 
-def _groups(pairs: list[dict]) -> dict[str, list[dict]]:
-    kinds = sorted({p["kind"] for p in pairs})
-    return {"all": pairs, **{k: [p for p in pairs if p["kind"] == k] for k in kinds},
-            **{f"severity {s}": [p for p in pairs if str(p["severity"]) == str(s)] for s in SEVERITIES}}
+def _groups(kinds) -> dict[str, Keep]:
+    """All counterfeits, each kind's, each severity's (a study's rows keep severities as text)."""
+    return {"all": lambda p: True, **{k: (lambda p, k=k: p["kind"] == k) for k in sorted(kinds)},
+            **{f"severity {s}": (lambda p, s=s: str(p["severity"]) == str(s)) for s in SEVERITIES}}
 
 
 def ceiling(pairs: list[dict]) -> dict[str, Any]:
@@ -95,7 +97,8 @@ def ceiling(pairs: list[dict]) -> dict[str, Any]:
     genuine = [p["genuine"] for p in compared]
     names = sorted(genuine[0]) if genuine else []
     out = {}
-    for group, members in _groups(compared).items():
+    for group, keep in _groups({p["kind"] for p in compared}).items():
+        members = [p for p in compared if keep(p)]
         counterfeit = [p["counterfeit"] for p in members]
         labels = [0] * len(genuine) + [1] * len(counterfeit)
         per_signal = {n: auc_interval(labels, [signal(n).oriented(s[n]) for s in genuine + counterfeit]) for n in names}
@@ -113,15 +116,9 @@ def ceiling(pairs: list[dict]) -> dict[str, Any]:
 
 def pipeline_aucs(rows: list[dict]) -> dict[str, dict[str, float | None]]:
     """The pipeline's own figures on the set (an aligned study's rows): each signal alone on the photos that
-    aligned, per group."""
-    aligned = [r for r in rows if r["aligned"] and r["kind"] != "other_brand"]
-    genuine = [r for r in aligned if r["label"] == 0]
-    out = {}
-    for group, counterfeit in _groups([r for r in aligned if r["label"] == 1]).items():
-        labels = [0] * len(genuine) + [1] * len(counterfeit)
-        out[group] = {n: roc_auc(labels, [signal(n).oriented(r[n]) for r in genuine + counterfeit])
-                     for n in sorted(ALIGNMENT_SIGNALS)}
-    return out
+    aligned, per group of subtle counterfeits."""
+    subtle = [r for r in rows if r["kind"] != "other_brand"]
+    return aligned_signal_aucs(subtle, _groups({r["kind"] for r in subtle if r["label"] == 1}))
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -143,7 +140,7 @@ def _markdown(report: dict[str, Any]) -> str:
         auc = g["signals"][best] if best else None
         figure = "n/a" if not auc or auc["roc_auc"] is None else \
             f"{auc['roc_auc']:.3f} [{auc['ci95'][0]:.3f}, {auc['ci95'][1]:.3f}]"
-        own = pipeline.get(group, {}).get(best)
+        own = pipeline.get(best, {}).get(group)
         strict, lenient = g["visibility"]["10"], g["visibility"]["5"]
         lines.append(f"| {group} | {g['counterfeits']} | {strict['median_visible_pixels']:.0f} | "
                      f"{strict['invisible_share']:.0%} / {lenient['invisible_share']:.0%} | "
@@ -165,7 +162,7 @@ def _plot(out: Path, report: dict[str, Any]) -> None:
     fig, ax = plt.subplots(figsize=(11, 4.2))
     ax.bar(x - 0.2, [b["roc_auc"] for b in best], 0.4, label="perfect registration (best signal)",
            yerr=np.array([[b["roc_auc"] - b["ci95"][0], b["ci95"][1] - b["roc_auc"]] for b in best]).T, capsize=3)
-    own = [pipeline.get(k, {}).get(g["best_signal"]) for k, g in groups.items()]
+    own = [pipeline.get(g["best_signal"], {}).get(k) for k, g in groups.items()]
     if any(v is not None for v in own):
         ax.bar(x + 0.2, [v or 0 for v in own], 0.4, label="pipeline, aligned photos (same signal)")
     ax.axhline(0.9, color="red", lw=0.8, ls="--", label="goal for each kind (0.90)")
@@ -200,12 +197,7 @@ def _examples(out: Path, chosen: list[Twins], pairs: dict[str, dict]) -> None:
         rows.append(row)
     if not rows:
         return
-    sheet = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), "white")
-    for i, row in enumerate(rows):
-        sheet.paste(row, (0, i * rows[0].height))
-    buffer = io.BytesIO()
-    sheet.save(buffer, "PNG", optimize=True)
-    atomic_write_bytes(out / "examples.png", buffer.getvalue())
+    atomic_write_bytes(out / "examples.png", stacked_png(rows))
 
 
 def run(config: SynthConfig, out: Path, pipeline_rows: list[dict] | None = None) -> dict[str, Any]:
@@ -218,9 +210,10 @@ def run(config: SynthConfig, out: Path, pipeline_rows: list[dict] | None = None)
             if twins.severity == max(SEVERITIES) and twins.kind not in examples:
                 examples[twins.kind] = twins
             bar.update(1)
+    groups = ceiling(pairs)
     report = {"config": {k: v for k, v in asdict(config).items() if k in ("seed", "brands", "per_severity", "size")},
-              "pairs": len(pairs), "compared": sum(p["counterfeit"] is not None and p["genuine"] is not None for p in pairs),
-              "ceiling": ceiling(pairs), "pipeline": pipeline_aucs(pipeline_rows) if pipeline_rows else None, "photos": pairs}
+              "pairs": len(pairs), "compared": groups["all"]["counterfeits"],
+              "ceiling": groups, "pipeline": pipeline_aucs(pipeline_rows) if pipeline_rows else None, "photos": pairs}
     atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
     atomic_write_bytes(out / "report.md", _markdown(report).encode())
     _plot(out, report)

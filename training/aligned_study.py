@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from detector.evaluation.run import evaluate_rows
 from detector.fsutil import atomic_write_bytes
 from detector.model_folder import load_model
 from detector.signals import ALIGNMENT_SIGNALS, signal
-from training.benchmarks import genuine_and
+from training.benchmarks import Keep, genuine_and
 from training.calibrate import FUSIONS, fit_calibration, write_calibrated_model
 from training.signal_selection import cross_fitted, select_aligned_signals
 
@@ -62,16 +63,19 @@ def _compare(scored: list[dict], keep) -> dict[str, Any]:
     }
 
 
-def aligned_signal_aucs(rows: list[dict]) -> dict[str, dict[str, float | None]]:
-    """Each alignment signal alone on the aligned photos (oriented: higher means counterfeit), per kind."""
+def aligned_signal_aucs(rows: list[dict], groups: dict[str, Keep] | None = None) -> dict[str, dict[str, float | None]]:
+    """Each alignment signal alone on the aligned photos (oriented: higher means counterfeit), per group of
+    counterfeits (default: all, and each kind)."""
     aligned = [r for r in rows if r["aligned"]]
-    kinds = sorted({r["kind"] for r in aligned if r["label"] == 1})
+    if groups is None:
+        kinds = sorted({r["kind"] for r in aligned if r["label"] == 1})
+        groups = {"all": lambda r: True, **{k: (lambda r, k=k: r["kind"] == k) for k in kinds}}
     out = {}
     for name in sorted(ALIGNMENT_SIGNALS):
         per = {}
-        for kind in ["all", *kinds]:
-            chosen = genuine_and(aligned, lambda r, kind=kind: kind == "all" or r["kind"] == kind)
-            per[kind] = roc_auc([r["label"] for r in chosen], [signal(name).oriented(r[name]) for r in chosen])
+        for group, keep in groups.items():
+            chosen = genuine_and(aligned, keep)
+            per[group] = roc_auc([r["label"] for r in chosen], [signal(name).oriented(r[name]) for r in chosen])
         out[name] = per
     return out
 
@@ -182,11 +186,21 @@ def _plot_shapes(out: Path, calibration) -> None:
     plt.close(fig)
 
 
+def stacked_png(tiles: list) -> bytes:
+    """PIL images of one size, one under the other, as a PNG."""
+    from PIL import Image
+
+    sheet = Image.new("RGB", (tiles[0].width, sum(t.height for t in tiles)), "white")
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, (0, i * tiles[0].height))
+    buffer = io.BytesIO()
+    sheet.save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
 def write_examples(out: Path, rows: list[dict], root: Path, calibration, *, per_kind: int = 3) -> list[str]:
     """``examples/<kind>.png``: for each kind, aligned photos at the median of that kind's scores and
     around it, each beside the reference it was compared with, its heatmap over it."""
-    import io
-
     from PIL import Image, ImageDraw
 
     from detector.alignment.features import photo_view, reference_features
@@ -220,12 +234,7 @@ def write_examples(out: Path, rows: list[dict], root: Path, calibration, *, per_
                                       f"{v.region or ''} {v.difference or ''}; block peak {row['aligned_block_peak']:.2f}",
                                       fill="black")
             tiles.append(tile)
-        sheet = Image.new("RGB", (tiles[0].width, sum(t.height for t in tiles)), "white")
-        for i, tile in enumerate(tiles):
-            sheet.paste(tile, (0, i * tiles[0].height))
-        buffer = io.BytesIO()
-        sheet.save(buffer, "PNG", optimize=True)
-        atomic_write_bytes(out / "examples" / f"{kind}.png", buffer.getvalue())
+        atomic_write_bytes(out / "examples" / f"{kind}.png", stacked_png(tiles))
         written.append(kind)
     return written
 
