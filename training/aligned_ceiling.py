@@ -41,7 +41,7 @@ from detector.alignment.recipe import DEFAULT_RECIPE
 from detector.evaluation.metrics import auc_interval
 from detector.fsutil import atomic_write_bytes
 from detector.images import load_image
-from detector.signals import signal
+from detector.signals import ALIGNMENT_SIGNALS, signal
 from training.aligned_study import aligned_signal_aucs, stacked_png
 from training.benchmarks import Keep
 from training.synth.defects import KINDS, SEVERITIES
@@ -221,6 +221,20 @@ def run(config: SynthConfig, out: Path, pipeline_rows: list[dict] | None = None)
     return report
 
 
+def _study_rows(parser: argparse.ArgumentParser, path: Path) -> list[dict]:
+    """An aligned study's rows, or the parser's error (a clear message, exit 2)."""
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        parser.error(f"--rows {path}: not a readable JSON file ({exc})")
+    needed = {"aligned", "kind", "label", "severity"}
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and needed <= r.keys() for r in rows) or \
+            not all(ALIGNMENT_SIGNALS <= r.keys() for r in rows if r["aligned"]):
+        parser.error(f"--rows {path}: not an aligned study's rows (a list of rows with {', '.join(sorted(needed))}, "
+                     "and the alignment signals where aligned)")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -230,8 +244,10 @@ def main() -> None:
     parser.add_argument("--rows", type=Path, default=None,
                         help="rows-benchmark.json of an aligned study on the set these arguments write: the pipeline's figures")
     args = parser.parse_args()
+    if min(args.brands, args.per_severity) < 1:
+        parser.error("--brands and --per-severity must be >= 1")
+    rows = _study_rows(parser, args.rows) if args.rows else None
     progress.show_progress(True)
-    rows = json.loads(args.rows.read_text()) if args.rows else None
     report = run(SynthConfig(brands=args.brands, seed=args.seed, per_severity=args.per_severity), args.out, rows)
     print(_markdown(report))
 

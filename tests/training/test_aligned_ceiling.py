@@ -71,3 +71,16 @@ def test_the_ceiling_study_writes_its_report(tmp_path):
     assert "| wordmark |" in (tmp_path / "report.md").read_text()
     for name in ("ceiling.png", "examples.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("content", ["not json", '[{"kind": "logo"}]', '[{"kind": "logo", "label": 1, "severity": "1", "aligned": true}]', '{"rows": []}'])
+def test_rows_that_are_not_a_studys_are_refused_before_anything_is_written(tmp_path, monkeypatch, capsys, content):
+    from training import aligned_ceiling
+
+    rows = tmp_path / "rows.json"
+    rows.write_text(content)
+    monkeypatch.setattr("sys.argv", ["aligned_ceiling", "--out", str(tmp_path / "out"), "--rows", str(rows)])
+    with pytest.raises(SystemExit) as exit_:
+        aligned_ceiling.main()
+    assert exit_.value.code == 2 and "--rows" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
